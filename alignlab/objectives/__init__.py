@@ -1,0 +1,13 @@
+"""Objectives: a target builder plus a loss. Hydra picks one with `_target_` (conf/algo/*.yaml)."""
+
+from alignlab.objectives.base import Objective, Targets
+from alignlab.objectives.likelihood import RAFT, RWR, SFT, BestOfN, ReST, SuperHF
+from alignlab.objectives.policy_gradient import GRPO, PPO, RLOO, Reinforce
+from alignlab.objectives.preference import CPO, DPO, IPO, KTO
+
+__all__ = [
+    "Objective", "Targets",
+    "SFT", "BestOfN", "RAFT", "ReST", "RWR", "SuperHF",
+    "Reinforce", "RLOO", "GRPO", "PPO",
+    "DPO", "IPO", "KTO", "CPO",
+]

@@ -1,0 +1,143 @@
+"""Sampling regimes: where each round's training data comes from (DESIGN.md, "The one idea").
+
+- offline (`sync_every=None`): a dataset drawn once (from the reference, a behaviour policy or a file),
+  consumed in shuffled passes.
+- online (`sync_every=1`): fresh samples from the current policy every round.
+- semi-online (`sync_every=s`, Lanchantin et al. 2025, arXiv:2506.21495): samples from a frozen copy of the
+  policy that is refreshed once `s` optimizer updates have been taken since the last refresh.
+`offline_fraction` mixes offline prompts into online rounds (Tajwar et al. 2024, arXiv:2404.14367).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from alignlab.errors import ConfigError
+from alignlab.types import Rollout
+
+
+@dataclass
+class SamplingConfig:
+    """One round = `prompts_per_round` prompts x `samples_per_prompt` completions, then
+    `updates_per_batch` gradient steps on that batch."""
+
+    name: str = "online"
+    sync_every: int | None = 1  # s: updates between refreshes of the sampling policy; None = offline
+    prompts_per_round: int = 8  # B: prompts per round
+    samples_per_prompt: int = 4  # n: completions per prompt
+    updates_per_batch: int = 1  # T: gradient steps on the same batch (sample reuse)
+    offline_fraction: float = 0.0  # share of each online round's prompts taken from the offline data
+    offline_prompts: int = 32  # size of the offline dataset, in prompts (x samples_per_prompt completions)
+
+    @property
+    def is_offline(self) -> bool:
+        return self.sync_every is None
+
+    def check(self) -> None:
+        if self.sync_every is not None and self.sync_every < 1:
+            raise ConfigError(
+                f"sampling.sync_every={self.sync_every} is below 1",
+                "use 1 for online, s > 1 for semi-online, or null (sampling=offline) for offline",
+            )
+        for key in ("prompts_per_round", "samples_per_prompt", "updates_per_batch", "offline_prompts"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"sampling.{key}={getattr(self, key)} is below 1", f"set sampling.{key} to 1 or more")
+        if not 0.0 <= self.offline_fraction <= 1.0:
+            raise ConfigError(
+                f"sampling.offline_fraction={self.offline_fraction} is not a fraction", "use a value in [0, 1]"
+            )
+        if self.is_offline and self.offline_fraction not in (0.0, 1.0):
+            raise ConfigError(
+                "sampling.offline_fraction mixes offline data into online rounds, but this regime is offline",
+                "set sampling.sync_every to an integer (online or semi-online) or offline_fraction=0",
+            )
+
+    @property
+    def offline_per_round(self) -> int:
+        if self.is_offline:
+            return self.prompts_per_round
+        return int(round(self.offline_fraction * self.prompts_per_round))
+
+
+class Sampler:
+    """Produces each round's rollout and keeps the sampling policy in sync with the trained one."""
+
+    def __init__(self, cfg: SamplingConfig, task, policy, generator: torch.Generator):
+        self.cfg = cfg
+        self.task = task
+        self.policy = policy
+        self.generator = generator
+        # A stale copy is needed only when the sampler may lag the policy by more than one round's updates;
+        # otherwise sampling from the live policy at the start of a round is the same thing, with no copy.
+        self.frozen = None
+        if not cfg.is_offline and cfg.sync_every > cfg.updates_per_batch:
+            self.frozen = copy.deepcopy(policy)
+            for p in self.frozen.parameters():
+                p.requires_grad_(False)
+        self.updates_since_sync = 0
+        self.syncs = 0
+        self.offline: Rollout | None = None
+        if cfg.offline_per_round > 0:
+            self.offline = task.offline_data(cfg.offline_prompts, cfg.samples_per_prompt, generator)
+            if self.offline.samples_per_prompt != cfg.samples_per_prompt:
+                raise ConfigError(
+                    f"the offline data has {self.offline.samples_per_prompt} completions per prompt, "
+                    f"sampling.samples_per_prompt={cfg.samples_per_prompt}",
+                    f"set sampling.samples_per_prompt={self.offline.samples_per_prompt}",
+                )
+            self.order = torch.randperm(self.offline.num_groups, generator=generator)
+            self.position = 0
+
+    def _sync(self) -> None:
+        if self.frozen is not None and self.updates_since_sync >= self.cfg.sync_every:
+            self.frozen.load_state_dict(self.policy.state_dict())
+            self.updates_since_sync = 0
+            self.syncs += 1
+
+    def _offline_groups(self, count: int) -> Rollout:
+        groups = []
+        while len(groups) < count:
+            if self.position == len(self.order):
+                self.order = torch.randperm(self.offline.num_groups, generator=self.generator)
+                self.position = 0
+            groups.append(self.order[self.position])
+            self.position += 1
+        n = self.cfg.samples_per_prompt
+        idx = (torch.stack(groups)[:, None] * n + torch.arange(n)).flatten()
+        return self.offline.select(idx, samples_per_prompt=n)
+
+    def next_round(self) -> tuple[Rollout | None, list, object]:
+        """(offline part or None, online prompts, online completions or None)."""
+        cfg = self.cfg
+        offline = self._offline_groups(cfg.offline_per_round) if cfg.offline_per_round else None
+        online = cfg.prompts_per_round - cfg.offline_per_round
+        if online == 0:
+            return offline, [], None
+        self._sync()
+        sampler = self.frozen if self.frozen is not None else self.policy
+        prompts = self.task.sample_prompts(online, self.generator)
+        with torch.no_grad():
+            completions = sampler.sample(prompts, cfg.samples_per_prompt, self.generator)
+        per_completion = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
+        return offline, per_completion, completions
+
+    def after_update(self) -> None:
+        self.updates_since_sync += 1
+
+    def state_dict(self) -> dict:
+        state = {"updates_since_sync": self.updates_since_sync, "syncs": self.syncs}
+        if self.frozen is not None:
+            state["frozen"] = self.frozen.state_dict()
+        if self.offline is not None:
+            state["order"], state["position"] = self.order, self.position
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.updates_since_sync, self.syncs = state["updates_since_sync"], state["syncs"]
+        if self.frozen is not None:
+            self.frozen.load_state_dict(state["frozen"])
+        if self.offline is not None:
+            self.order, self.position = state["order"], state["position"]

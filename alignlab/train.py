@@ -1,0 +1,180 @@
+"""The training loop, identical on every tier.
+
+    loop: [every s updates: refresh the sampler from the policy]
+          draw B prompts x n samples (or the next offline batch) -> score with the reward
+          -> build targets (pairs / filtered set / weights / advantages)
+          -> T gradient steps of the objective
+          -> metrics row (reward, KL to reference, log-probs of chosen/rejected, ...)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from alignlab.errors import ConfigError, RewardError
+from alignlab.objectives.base import Objective
+from alignlab.rundir import CHECKPOINT, METRICS, load_checkpoint, save_checkpoint, write_metrics
+from alignlab.sampling import Sampler, SamplingConfig
+from alignlab.types import Rollout
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 300  # rounds of (sample, score, T updates)
+    lr: float = 0.05  # Adam learning rate
+    max_grad_norm: float | None = 1.0  # clip the gradient norm (None: no clipping)
+    eval_every: int = 1  # evaluate the policy every this many iterations (and at the end)
+    checkpoint_every: int = 0  # write a checkpoint every this many iterations (0: never)
+    progress: bool = True  # show a progress bar (it appears only if the run lasts more than 2 s)
+
+    def check(self) -> None:
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr={self.lr} must be positive", "set train.lr to a value > 0, e.g. train.lr=0.05")
+        if self.iterations < 1:
+            raise ConfigError(f"train.iterations={self.iterations} is below 1", "set train.iterations=1 or more")
+        if self.eval_every < 1:
+            raise ConfigError(f"train.eval_every={self.eval_every} is below 1", "set train.eval_every=1 or more")
+
+
+def score(task, prompts: list, completions) -> torch.Tensor:
+    """The task's reward, checked: a tensor of one finite score per completion."""
+    rewards = torch.as_tensor(task.reward(prompts, completions), dtype=torch.float32)
+    if rewards.shape != (len(prompts),):
+        raise RewardError(
+            f"the reward returned shape {tuple(rewards.shape)} for {len(prompts)} completions",
+            "return one score per completion (a 1-D tensor)",
+        )
+    bad = ~torch.isfinite(rewards)
+    if bad.any():
+        raise RewardError(
+            f"the reward returned NaN or inf for {int(bad.sum())} of {len(prompts)} completions",
+            "make the reward function return finite numbers (check divisions and empty completions)",
+        )
+    return rewards
+
+
+def collect(sampler: Sampler, task, objective: Objective, policy, reference) -> Rollout:
+    """1. Draw this round's data and 2. score it; 3. attach the log-probs the objective reads."""
+    offline, prompts, completions = sampler.next_round()
+    parts = [] if offline is None else [offline]
+    if completions is not None:
+        rewards = score(task, prompts, completions)
+        parts.append(Rollout(prompts, completions, rewards, sampler.cfg.samples_per_prompt))
+    rollout = parts[0] if len(parts) == 1 else Rollout.cat([p.with_logps(ref_logps=None, old_logps=None) for p in parts])
+    with torch.no_grad():
+        if objective.needs_reference and rollout.ref_logps is None:
+            rollout.ref_logps = reference.logprobs(rollout.prompts, rollout.completions)
+        if objective.needs_old_logps:
+            rollout.old_logps = policy.logprobs(rollout.prompts, rollout.completions)
+    return rollout
+
+
+def train(
+    task,
+    objective: Objective,
+    sampling: SamplingConfig,
+    cfg: TrainConfig,
+    seed: int = 0,
+    run_dir: Path | None = None,
+) -> tuple[dict, list[dict], object]:
+    """Train a fresh policy of `task` with `objective` under `sampling`.
+
+    Returns (final evaluation, metrics rows, policy). With `run_dir`, metrics are written there and, with
+    `cfg.checkpoint_every`, checkpoints too; an existing checkpoint is resumed.
+    """
+    sampling.check()
+    cfg.check()
+    objective.check(sampling.samples_per_prompt)
+
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    eval_generator = torch.Generator().manual_seed(seed + 1_000_003)
+    policy = task.make_policy()
+    reference = task.make_reference()
+    extra_modules = objective.setup(task)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    params += [p for m in extra_modules for p in m.parameters()]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    sampler = Sampler(sampling, task, policy, generator)
+    if sampler.offline is not None:
+        score_check = sampler.offline.rewards
+        if not torch.isfinite(score_check).all():
+            raise RewardError("the offline data has NaN or inf rewards", "fix the reward or the dataset's scores")
+        if objective.needs_reference:
+            with torch.no_grad():  # the reference is frozen: score the fixed dataset once
+                sampler.offline.ref_logps = reference.logprobs(sampler.offline.prompts, sampler.offline.completions)
+
+    rows: list[dict] = []
+    start_iteration, elapsed_before = 0, 0.0
+    checkpoint_path = None if run_dir is None else Path(run_dir) / CHECKPOINT
+    state = load_checkpoint(checkpoint_path) if checkpoint_path is not None and cfg.checkpoint_every else None
+    if state is not None:
+        policy.load_state_dict(state["policy"])
+        optimizer.load_state_dict(state["optimizer"])
+        for module, module_state in zip(extra_modules, state["extra_modules"]):
+            module.load_state_dict(module_state)
+        sampler.load_state_dict(state["sampler"])
+        generator.set_state(state["generator"])
+        eval_generator.set_state(state["eval_generator"])
+        torch.set_rng_state(state["torch_rng"])
+        rows, start_iteration, elapsed_before = state["rows"], state["iteration"], state["wall_seconds"]
+
+    started = time.perf_counter() - elapsed_before
+    evaluation: dict = {}
+    bar = tqdm(range(start_iteration, cfg.iterations), disable=not cfg.progress, delay=2.0, desc=task.name, leave=False)
+    for iteration in bar:
+        t0 = time.perf_counter()
+        # 1-3. sample (from the sampler or the offline data), score, attach reference/old log-probs
+        rollout = collect(sampler, task, objective, policy, reference)
+        # 4. targets, built once and reused for the T updates
+        targets = objective.prepare(rollout, iteration)
+        row = {"iteration": iteration + 1, "train/reward": rollout.rewards.mean().item()}
+        if targets is not None:
+            row.update(targets.metrics)
+        # 5. T gradient steps on the same batch
+        if targets is not None and len(targets.rollout) > 0:
+            for _ in range(sampling.updates_per_batch):
+                logps = policy.logprobs(targets.rollout.prompts, targets.rollout.completions)
+                loss, metrics = objective.total_loss(targets, logps)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                sampler.after_update()
+            row.update({k: float(v) for k, v in metrics.items()})
+        else:
+            row["train/skipped_round"] = 1.0
+        # 6. evaluation and the metrics row
+        if (iteration + 1) % cfg.eval_every == 0 or iteration + 1 == cfg.iterations:
+            evaluation = task.evaluate(policy, eval_generator)
+            row.update({f"eval/{k}": v for k, v in evaluation.items()})
+        row["time/iteration"] = time.perf_counter() - t0
+        row["time/wall"] = time.perf_counter() - started
+        row["sampler/syncs"] = float(sampler.syncs)
+        rows.append(row)
+        # 7. checkpoint
+        if checkpoint_path is not None and cfg.checkpoint_every and (iteration + 1) % cfg.checkpoint_every == 0:
+            write_metrics(Path(run_dir) / METRICS, rows)
+            save_checkpoint(checkpoint_path, {
+                "policy": policy.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "extra_modules": [m.state_dict() for m in extra_modules],
+                "sampler": sampler.state_dict(),
+                "generator": generator.get_state(),
+                "eval_generator": eval_generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "rows": rows,
+                "iteration": iteration + 1,
+                "wall_seconds": time.perf_counter() - started,
+            })
+    if not evaluation:  # resumed after the last iteration: evaluate the restored policy
+        evaluation = task.evaluate(policy, eval_generator)
+    evaluation = dict(evaluation)
+    evaluation["wall_seconds"] = time.perf_counter() - started
+    return evaluation, rows, policy

@@ -1,0 +1,119 @@
+"""The bandit task: policy, reference, rewards R1/R2, offline data and an exact evaluator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from alignlab.errors import ConfigError
+from alignlab.rundir import atomic_write_bytes
+from alignlab.types import Rollout
+from bandits.policy import SoftmaxPolicy, StateValue
+from bandits.reference import cauchy_tanh_histogram, skewed_reference
+from bandits.rewards import BumpReward
+
+REFERENCES = ("skewed", "cauchy_tanh", "uniform")
+REWARDS = ("r1", "r2")
+
+
+class BanditTask:
+    """A K-armed softmax bandit.
+
+    R1 peaks on an arm the reference makes unlikely (`r1_peak`): reaching it needs exploration, so on-policy
+    sampling matters. R2 peaks at the reference's mode (`r2_peak`): offline data already covers it.
+    """
+
+    def __init__(
+        self,
+        name: str = "bandit",
+        num_arms: int = 8,
+        reference: str = "skewed",
+        skew: float = 0.6,
+        reward: str = "r1",
+        r1_peak: int = 7,
+        r2_peak: int = 0,
+        width: float = 1.5,
+        behaviour: str = "reference",
+        optimum_beta: float = 0.1,
+    ):
+        if reference not in REFERENCES:
+            raise ConfigError(f"task.reference={reference} is not a bandit reference", f"use one of {', '.join(REFERENCES)}")
+        if reward not in REWARDS:
+            raise ConfigError(f"task.reward={reward} is not a bandit reward", f"use one of {', '.join(REWARDS)}")
+        if behaviour not in REFERENCES + ("reference",):
+            raise ConfigError(
+                f"task.behaviour={behaviour} is not a behaviour policy", "use reference, skewed, cauchy_tanh or uniform"
+            )
+        for key, peak in (("r1_peak", r1_peak), ("r2_peak", r2_peak)):
+            if not 0 <= peak < num_arms:
+                raise ConfigError(f"task.{key}={peak} is not an arm of a {num_arms}-armed bandit", f"use 0..{num_arms - 1}")
+        if optimum_beta <= 0:
+            raise ConfigError(f"task.optimum_beta={optimum_beta} must be positive", "set task.optimum_beta > 0")
+        self.name = name
+        self.num_arms = num_arms
+        self.ref_probs = self._distribution(reference, num_arms, skew)
+        self.behaviour_probs = self.ref_probs if behaviour == "reference" else self._distribution(behaviour, num_arms, skew)
+        self.reward_fn = BumpReward(num_arms, r1_peak if reward == "r1" else r2_peak, width)
+        self.ref_logits = self.ref_probs.log().float()
+        self.optimum_beta = optimum_beta
+        table = self.reward_fn.table.double()
+        self.optimum = torch.softmax(self.ref_probs.log() + table / optimum_beta, dim=0)
+        self.best_arm = int(table.argmax())
+
+    @staticmethod
+    def _distribution(kind: str, num_arms: int, skew: float) -> torch.Tensor:
+        if kind == "skewed":
+            return skewed_reference(num_arms, skew)
+        if kind == "cauchy_tanh":
+            return cauchy_tanh_histogram(num_arms)
+        return torch.full((num_arms,), 1.0 / num_arms, dtype=torch.float64)
+
+    # ---- the Task protocol -------------------------------------------------------------------------------
+    def make_policy(self) -> SoftmaxPolicy:
+        return SoftmaxPolicy(self.ref_logits)
+
+    def make_reference(self) -> SoftmaxPolicy:
+        return SoftmaxPolicy(self.ref_logits, trainable=False)
+
+    def make_value_model(self) -> StateValue:
+        return StateValue()
+
+    def reward(self, prompts: list, completions: torch.Tensor) -> torch.Tensor:
+        return self.reward_fn(prompts, completions)
+
+    def sample_prompts(self, count: int, generator: torch.Generator) -> list:
+        return [0] * count
+
+    def offline_data(self, num_prompts: int, samples_per_prompt: int, generator: torch.Generator) -> Rollout:
+        """`num_prompts` groups of samples from the behaviour policy (the reference by default), scored."""
+        arms = torch.multinomial(self.behaviour_probs.float(), num_prompts * samples_per_prompt, replacement=True, generator=generator)
+        prompts = [0] * len(arms)
+        return Rollout(prompts, arms, self.reward(prompts, arms), samples_per_prompt)
+
+    def evaluate(self, policy: SoftmaxPolicy, generator: torch.Generator | None = None) -> dict[str, float]:
+        """Exact expectations under the policy's distribution."""
+        with torch.no_grad():
+            probs = policy.probs().double()
+            logp = torch.log_softmax(policy.logits.double(), dim=0)
+            table = self.reward_fn.table.double()
+            kl_ref = (probs * (logp - self.ref_probs.log())).sum()
+            return {
+                "reward": float((probs * table).sum()),
+                "kl_ref": float(kl_ref),
+                "entropy": float(-(probs * logp).sum()),
+                "p_optimal": float(probs[self.best_arm]),
+                "tv_to_optimum": float(0.5 * (probs - self.optimum).abs().sum()),
+            }
+
+    def artifacts(self, policy: SoftmaxPolicy, run_dir: Path) -> None:
+        """distribution.csv: the reference, the trained policy and pi* over arms, for the run's figure."""
+        with torch.no_grad():
+            probs = policy.probs().double()
+        lines = ["completion,reward,reference,policy,optimum"]
+        for a in range(self.num_arms):
+            lines.append(
+                f"{a},{float(self.reward_fn.table[a]):.6g},{float(self.ref_probs[a]):.6g},"
+                f"{float(probs[a]):.6g},{float(self.optimum[a]):.6g}"
+            )
+        atomic_write_bytes(Path(run_dir) / "distribution.csv", ("\n".join(lines) + "\n").encode())
