@@ -94,7 +94,7 @@ def kto_loss(
     Works on unpaired completions labelled desirable (True) or undesirable (False).
     """
     logratio = policy_logps - reference_logps
-    z0 = torch.as_tensor(reference_point, dtype=logratio.dtype)
+    z0 = torch.as_tensor(reference_point, dtype=logratio.dtype).detach()
     value = torch.where(
         desirable,
         desirable_weight * torch.sigmoid(beta * (logratio - z0)),

@@ -72,13 +72,22 @@ def load_checkpoint(path: Path) -> dict | None:
 
 
 def check_writable(directory: Path) -> str | None:
-    """None when `directory` can be created and written, else the reason."""
+    """None when `directory` can be created and a file written in it, else the reason.
+
+    It tries for real (permission bits say nothing to root, a read-only mount says nothing to os.access);
+    creating the directory and a probe file that is removed again overwrites nothing.
+    """
     directory = Path(directory).absolute()
     probe = directory
-    while not probe.exists():
+    while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir():
         return f"{probe} is a file, not a directory"
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return f"{probe} is not writable"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".alignlab-write-check-")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as error:
+        return error.strerror or str(error)
     return None

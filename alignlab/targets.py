@@ -46,9 +46,9 @@ def top_k_per_group(grouped_rewards: Tensor, k: int) -> Tensor:
 
 
 def worse_than_best(grouped_rewards: Tensor) -> Tensor:
-    """Mask [G, n] of the samples that are not their prompt's best (the 'worse samples' of Tajwar et al.)."""
-    best = grouped_rewards.argmax(dim=1, keepdim=True)
-    return torch.ones_like(grouped_rewards, dtype=torch.bool).scatter(1, best, False)
+    """Mask [G, n] of the samples whose reward is below their prompt's best (the 'worse samples' of Tajwar
+    et al.). A sample that ties the best is not worse: a prompt whose samples all tie has none."""
+    return grouped_rewards < grouped_rewards.max(dim=1, keepdim=True).values
 
 
 def top_fraction(rewards: Tensor, fraction: float) -> Tensor:
@@ -75,7 +75,8 @@ def leave_one_out_advantages(grouped_rewards: Tensor) -> Tensor:
 
 
 def group_normalized_advantages(grouped_rewards: Tensor, eps: float = 1e-6) -> Tensor:
-    """GRPO (Shao et al. 2024, arXiv:2402.03300): A_i = (r_i - mean(r)) / (std(r) + eps) within a prompt."""
+    """GRPO (Shao et al. 2024, arXiv:2402.03300): A_i = (r_i - mean(r)) / (std(r) + eps) within a prompt, with
+    the population standard deviation (the paper does not say which; TRL uses the sample one)."""
     mean = grouped_rewards.mean(dim=1, keepdim=True)
     std = grouped_rewards.std(dim=1, keepdim=True, unbiased=False)
     return ((grouped_rewards - mean) / (std + eps)).flatten()

@@ -70,7 +70,7 @@ class Objective:
             )
         if self.kl_in not in ("loss", "reward"):
             raise ConfigError(f"algo.kl_in={self.kl_in} is not a place for the KL anchor", "use loss or reward")
-        if self.kl_in == "reward" and self.kl_coef > 0 and not self.kl_in_reward_allowed:
+        if self.kl_in == "reward" and not self.kl_in_reward_allowed:
             raise ConfigError(
                 f"algo={self.name} has no reward to put the KL anchor in (algo.kl_in=reward)",
                 "set algo.kl_in=loss",

@@ -136,8 +136,15 @@ class ReST(Objective):
 
     def check(self, samples_per_prompt: int) -> None:
         super().check(samples_per_prompt)
-        if list(self.thresholds) != sorted(self.thresholds) or not self.thresholds:
-            raise ConfigError(f"algo.thresholds={list(self.thresholds)} do not rise", "list thresholds in increasing order")
+        rising = all(a < b for a, b in zip(self.thresholds, self.thresholds[1:]))
+        if not self.thresholds or not rising:
+            raise ConfigError(
+                f"algo.thresholds={list(self.thresholds)} do not rise strictly", "list thresholds in increasing order"
+            )
+        if self.iterations_per_threshold < 1:
+            raise ConfigError(
+                f"algo.iterations_per_threshold={self.iterations_per_threshold} is below 1", "set it to 1 or more"
+            )
 
     def threshold(self, iteration: int) -> float:
         step = min(iteration // self.iterations_per_threshold, len(self.thresholds) - 1)
