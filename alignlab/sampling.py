@@ -109,20 +109,24 @@ class Sampler:
         idx = (torch.stack(groups)[:, None] * n + torch.arange(n)).flatten()
         return self.offline.select(idx, samples_per_prompt=n)
 
-    def next_round(self) -> tuple[Rollout | None, list, object]:
-        """(offline part or None, online prompts, online completions or None)."""
+    def next_round(self) -> tuple[Rollout | None, list, object, object]:
+        """(offline part or None, online prompts, online completions or None, the policy that sampled them).
+
+        The sampling policy is returned so that importance ratios (PPO, GRPO) are taken against the policy
+        that really produced the data: the live policy online, the stale copy semi-online.
+        """
         cfg = self.cfg
         offline = self._offline_groups(cfg.offline_per_round) if cfg.offline_per_round else None
         online = cfg.prompts_per_round - cfg.offline_per_round
         if online == 0:
-            return offline, [], None
+            return offline, [], None, None
         self._sync()
         sampler = self.frozen if self.frozen is not None else self.policy
         prompts = self.task.sample_prompts(online, self.generator)
         with torch.no_grad():
             completions = sampler.sample(prompts, cfg.samples_per_prompt, self.generator)
         per_completion = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
-        return offline, per_completion, completions
+        return offline, per_completion, completions, sampler
 
     def after_update(self) -> None:
         self.updates_since_sync += 1

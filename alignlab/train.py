@@ -58,20 +58,24 @@ def score(task, prompts: list, completions) -> torch.Tensor:
     return rewards
 
 
-def collect(sampler: Sampler, task, objective: Objective, policy, reference) -> Rollout:
-    """1. Draw this round's data and 2. score it; 3. attach the log-probs the objective reads."""
-    offline, prompts, completions = sampler.next_round()
+def collect(sampler: Sampler, task, objective: Objective, reference) -> Rollout:
+    """1. Draw this round's data and 2. score it; 3. attach the log-probs the objective reads.
+
+    `old_logps` are the log-probs of the behaviour policy that produced each sample (the sampler online or
+    semi-online; for offline data, what the dataset recorded, else the reference), so that PPO's and GRPO's
+    ratios pi / pi_old correct for off-policy data instead of ignoring it.
+    """
+    offline, prompts, completions, behaviour = sampler.next_round()
     parts = [] if offline is None else [offline]
     if completions is not None:
-        rewards = score(task, prompts, completions)
-        parts.append(Rollout(prompts, completions, rewards, sampler.cfg.samples_per_prompt))
-    rollout = parts[0] if len(parts) == 1 else Rollout.cat([p.with_logps(ref_logps=None, old_logps=None) for p in parts])
-    with torch.no_grad():
-        if objective.needs_reference and rollout.ref_logps is None:
-            rollout.ref_logps = reference.logprobs(rollout.prompts, rollout.completions)
-        if objective.needs_old_logps:
-            rollout.old_logps = policy.logprobs(rollout.prompts, rollout.completions)
-    return rollout
+        online = Rollout(prompts, completions, score(task, prompts, completions), sampler.cfg.samples_per_prompt)
+        with torch.no_grad():
+            if objective.needs_reference:
+                online.ref_logps = reference.logprobs(prompts, completions)
+            if objective.needs_old_logps:
+                online.old_logps = behaviour.logprobs(prompts, completions)
+        parts.append(online)
+    return parts[0] if len(parts) == 1 else Rollout.cat(parts)
 
 
 def train(
@@ -105,9 +109,12 @@ def train(
         score_check = sampler.offline.rewards
         if not torch.isfinite(score_check).all():
             raise RewardError("the offline data has NaN or inf rewards", "fix the reward or the dataset's scores")
-        if objective.needs_reference:
-            with torch.no_grad():  # the reference is frozen: score the fixed dataset once
-                sampler.offline.ref_logps = reference.logprobs(sampler.offline.prompts, sampler.offline.completions)
+        offline = sampler.offline
+        with torch.no_grad():  # the reference is frozen: score the fixed dataset once
+            if objective.needs_reference or (objective.needs_old_logps and offline.old_logps is None):
+                offline.ref_logps = reference.logprobs(offline.prompts, offline.completions)
+            if objective.needs_old_logps and offline.old_logps is None:
+                offline.old_logps = offline.ref_logps  # a dataset without behaviour log-probs: the reference's
 
     rows: list[dict] = []
     start_iteration, elapsed_before = 0, 0.0
@@ -130,7 +137,7 @@ def train(
     for iteration in bar:
         t0 = time.perf_counter()
         # 1-3. sample (from the sampler or the offline data), score, attach reference/old log-probs
-        rollout = collect(sampler, task, objective, policy, reference)
+        rollout = collect(sampler, task, objective, reference)
         # 4. targets, built once and reused for the T updates
         targets = objective.prepare(rollout, iteration)
         row = {"iteration": iteration + 1, "train/reward": rollout.rewards.mean().item()}

@@ -66,8 +66,8 @@ class Rollout:
     """Scored samples for a round: `num_prompts` groups of `samples_per_prompt` completions, prompt-major.
 
     Completion i answers prompt `prompts[i]`; samples i // n share a prompt (a group). Log-probs under the
-    reference and under the policy at the start of the round are filled in by the training loop when the
-    objective needs them.
+    reference (`ref_logps`) and under the behaviour policy that produced the samples (`old_logps`: the
+    sampler, or the policy recorded with offline data) are filled in when the objective needs them.
     """
 
     prompts: list  # one per completion (length N)

@@ -89,7 +89,10 @@ class BanditTask:
         """`num_prompts` groups of samples from the behaviour policy (the reference by default), scored."""
         arms = torch.multinomial(self.behaviour_probs.float(), num_prompts * samples_per_prompt, replacement=True, generator=generator)
         prompts = [0] * len(arms)
-        return Rollout(prompts, arms, self.reward(prompts, arms), samples_per_prompt)
+        behaviour = SoftmaxPolicy(self.behaviour_probs.log().float(), trainable=False)
+        with torch.no_grad():
+            behaviour_logps = behaviour.logprobs(prompts, arms)
+        return Rollout(prompts, arms, self.reward(prompts, arms), samples_per_prompt, old_logps=behaviour_logps)
 
     def evaluate(self, policy: SoftmaxPolicy, generator: torch.Generator | None = None) -> dict[str, float]:
         """Exact expectations under the policy's distribution."""

@@ -36,7 +36,7 @@ class Objective:
     name: ClassVar[str]
     # Does the loss itself read reference log-probs (DPO, IPO, KTO)?
     reads_reference: ClassVar[bool] = False
-    # Does the loss read log-probs of the policy at the start of the round (PPO/GRPO ratios)?
+    # Does the loss read log-probs of the behaviour policy that sampled the data (PPO/GRPO ratios)?
     reads_old_logps: ClassVar[bool] = False
     # Fewest samples per prompt the target builder can use (pairs and group baselines need 2).
     min_samples_per_prompt: ClassVar[int] = 1

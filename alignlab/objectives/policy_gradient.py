@@ -1,7 +1,7 @@
 """Policy-gradient objectives: REINFORCE, RLOO, GRPO and PPO.
 
 They differ in the advantage (a baseline, leave-one-out, group-normalised, or GAE with a learned value) and
-in whether the update is clipped around the policy at the start of the round. On a language model the
+in whether the update is clipped around the policy that sampled the data. On a language model the
 loss is per token; on a bandit a completion is one token, so the same code applies.
 """
 
