@@ -7,6 +7,7 @@ sweep can simply be launched again.
 
 from __future__ import annotations
 
+import difflib
 import importlib.resources
 import json
 import sys
@@ -94,7 +95,9 @@ def precheck(argv: list[str]) -> None:
             options = group_options(key)
             for value in values:
                 if value is not None and str(value) not in options:
-                    fail(f"unknown {key} '{value}'. Fix: choose one of {', '.join(options)} (e.g. {key}={options[0]}).")
+                    close = difflib.get_close_matches(str(value), options, n=1)
+                    hint = f"did you mean {key}={close[0]}? " if close else ""
+                    fail(f"unknown {key} '{value}'. Fix: {hint}choose one of {', '.join(options)}.")
             selections.append(f"{key}={values[0]}")
     dotted = [o for o in overrides if not (o.is_hydra_override() or o.is_add() or o.is_delete()) and o.key_or_group not in GROUPS]
     if not dotted:

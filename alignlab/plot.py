@@ -10,6 +10,7 @@ Runs are labelled by the overrides that differ between them, seed excepted.
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 import matplotlib
@@ -23,6 +24,7 @@ import yaml  # noqa: E402
 from alignlab.rundir import METRICS  # noqa: E402
 
 LOGPS = ("logps/chosen", "logps/rejected", "logps/margin")
+logging.getLogger("matplotlib.category").setLevel(logging.ERROR)  # arm ids are categories on purpose
 
 
 def plot_run(run_dir: Path) -> Path:

@@ -73,6 +73,7 @@ def test_many_seeds_in_one_job(cli):
 
 BAD_INPUT = [
     (["algo=nope"], "unknown algo 'nope'", "dpo"),
+    (["algo=dop"], "unknown algo 'dop'", "did you mean algo=dpo?"),
     (["task=nope"], "unknown task 'nope'", "bandit"),
     (["train.nope=1"], "unknown key 'train.nope'", "+train.nope"),
     (["sampling.sync_every=0"], "sync_every=0 is below 1", "offline"),
