@@ -16,8 +16,8 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.experimental.callback import Callback
 from hydra.errors import InstantiationException
+from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -57,13 +57,27 @@ class OutputDirCheck(Callback):
     def _check(directory: str, key: str) -> None:
         reason = check_writable(Path(directory))
         if reason is not None:
-            fail(f"cannot write the output directory {directory} ({reason}). Fix: choose a writable one with {key}=PATH.")
+            fail(
+                f"cannot write the output directory {directory} ({reason}). Fix: choose a writable one with {key}=PATH."
+            )
 
 
 def _overrides(argv: list[str]) -> list[str]:
     """The key=value overrides of a command line, without Hydra's own flags."""
-    takes_value = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
-                   "--config-dir", "-cd", "--info", "-i"}
+    takes_value = {
+        "--cfg",
+        "-c",
+        "--package",
+        "-p",
+        "--config-path",
+        "-cp",
+        "--config-name",
+        "-cn",
+        "--config-dir",
+        "-cd",
+        "--info",
+        "-i",
+    }
     out, skip = [], False
     for arg in argv:
         if skip:
@@ -99,7 +113,11 @@ def precheck(argv: list[str]) -> None:
                     hint = f"did you mean {key}={close[0]}? " if close else ""
                     fail(f"unknown {key} '{value}'. Fix: {hint}choose one of {', '.join(options)}.")
             selections.append(f"{key}={values[0]}")
-    dotted = [o for o in overrides if not (o.is_hydra_override() or o.is_add() or o.is_delete()) and o.key_or_group not in GROUPS]
+    dotted = [
+        o
+        for o in overrides
+        if not (o.is_hydra_override() or o.is_add() or o.is_delete()) and o.key_or_group not in GROUPS
+    ]
     if not dotted:
         return
     from hydra import compose, initialize_config_module
@@ -208,8 +226,10 @@ def run(cfg: DictConfig) -> dict | None:
         fail(str(error))
     line = ", ".join(f"{k}={summary[k]:.4g}" for k in ("reward", "kl_ref") if k in summary)
     seeds = f"seed={cfg.seed}" if cfg.num_seeds == 1 else f"seeds {cfg.seed}..{cfg.seed + cfg.num_seeds - 1} (mean)"
-    print(f"alignlab: {cfg.task.name} / {cfg.algo.name} / {cfg.sampling.name} {seeds}: {line} "
-          f"({summary['wall_seconds']:.2f} s) -> {summary_path}")
+    print(
+        f"alignlab: {cfg.task.name} / {cfg.algo.name} / {cfg.sampling.name} {seeds}: {line} "
+        f"({summary['wall_seconds']:.2f} s) -> {summary_path}"
+    )
     if cfg.plot:
         from alignlab.plot import plot_run, plot_sweep
 

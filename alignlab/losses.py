@@ -125,8 +125,8 @@ def nll_loss(policy_logps: Tensor, weights: Tensor | None = None) -> Tensor:
 def rwr_weights(rewards: Tensor, beta: float, max_weight: float | None = None, normalize: bool = False) -> Tensor:
     """Reward-weighted regression weights, Peters & Schaal 2007 (ICML), Dayan & Hinton 1997:
 
-        w_i = exp(r_i / beta)                       (optionally clipped at max_weight), or
-        w_i = N exp(r_i / beta) / sum_j exp(r_j / beta)   (self-normalised over the batch, mean 1)
+    w_i = exp(r_i / beta)                       (optionally clipped at max_weight), or
+    w_i = N exp(r_i / beta) / sum_j exp(r_j / beta)   (self-normalised over the batch, mean 1)
     """
     if normalize:
         return torch.softmax(rewards / beta, dim=0) * rewards.numel()
@@ -136,9 +136,7 @@ def rwr_weights(rewards: Tensor, beta: float, max_weight: float | None = None, n
     return weights
 
 
-def negative_gradient_loss(
-    policy_best_logps: Tensor, policy_negative_logps: Tensor, negative_weight: float
-) -> Tensor:
+def negative_gradient_loss(policy_best_logps: Tensor, policy_negative_logps: Tensor, negative_weight: float) -> Tensor:
     """Best-of-N with a negative gradient, Tajwar et al. 2024 (arXiv:2404.14367), Sec. 5.2:
 
         L = -log pi(y_best) + alpha * log pi(y_neg)
@@ -163,9 +161,7 @@ def policy_gradient_loss(policy_logps: Tensor, advantages: Tensor) -> Tensor:
     return -advantages.detach() * policy_logps
 
 
-def clipped_surrogate_loss(
-    policy_logps: Tensor, old_logps: Tensor, advantages: Tensor, clip_epsilon: float
-) -> Tensor:
+def clipped_surrogate_loss(policy_logps: Tensor, old_logps: Tensor, advantages: Tensor, clip_epsilon: float) -> Tensor:
     """PPO's clipped surrogate, Schulman et al. 2017 (arXiv:1707.06347), eq. 7, per token:
 
         rho_t = pi(y_t) / pi_old(y_t),   L_t = -min( rho_t A_t, clip(rho_t, 1 - eps, 1 + eps) A_t )
@@ -219,9 +215,9 @@ def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float)
 def kl_estimate(policy_logps: Tensor, reference_logps: Tensor, estimator: str) -> Tensor:
     """Per-sample (or per-token) estimate of KL(pi || pi_ref) from y ~ pi, with log r = log pi_ref - log pi:
 
-        k1 = -log r              (unbiased, high variance, can be negative)
-        k2 = (log r)^2 / 2       (biased, low variance)
-        k3 = (r - 1) - log r     (unbiased, non-negative; GRPO's choice, Shao et al. 2024 eq. 4)
+    k1 = -log r              (unbiased, high variance, can be negative)
+    k2 = (log r)^2 / 2       (biased, low variance)
+    k3 = (r - 1) - log r     (unbiased, non-negative; GRPO's choice, Shao et al. 2024 eq. 4)
     """
     log_r = reference_logps - policy_logps
     if estimator == "k1":

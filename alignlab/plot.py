@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from pathlib import Path
 
 import matplotlib
@@ -37,14 +38,16 @@ def plot_run(run_dir: Path) -> Path:
     count = len(panels) + has_logps + distribution.exists()
     sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(1, count, figsize=(4.2 * count, 3.6))
-    for ax, (column, title) in zip(axes, panels):
+    for ax, (column, title) in zip(axes, panels, strict=False):
         data = metrics.dropna(subset=[column])
         sns.lineplot(data=data, x="iteration", y=column, ax=ax)
         ax.set(title=title, ylabel="")
     index = len(panels)
     if has_logps:
         ax = axes[index]
-        long = metrics.melt(id_vars="iteration", value_vars=[c for c in LOGPS if c in metrics], var_name="", value_name="log-prob")
+        long = metrics.melt(
+            id_vars="iteration", value_vars=[c for c in LOGPS if c in metrics], var_name="", value_name="log-prob"
+        )
         sns.lineplot(data=long.dropna(), x="iteration", y="log-prob", hue="", ax=ax)
         ax.set(title="policy log-probs of chosen / rejected")
         index += 1
@@ -52,7 +55,9 @@ def plot_run(run_dir: Path) -> Path:
         ax = axes[index]
         dist = pd.read_csv(distribution)
         dist["completion"] = dist["completion"].astype(str)
-        long = dist.melt(id_vars="completion", value_vars=["reference", "policy", "optimum"], var_name="", value_name="probability")
+        long = dist.melt(
+            id_vars="completion", value_vars=["reference", "policy", "optimum"], var_name="", value_name="probability"
+        )
         sns.barplot(data=long.dropna(), x="completion", y="probability", hue="", ax=ax)
         ax.set(title="distribution at the end")
         if len(dist) > 20:
@@ -74,8 +79,13 @@ def _overrides(run_dir: Path) -> list[str]:
     return yaml.safe_load(path.read_text()) or [] if path.exists() else []
 
 
+def natural_key(text: str) -> list:
+    """Sort 'sync_every=4' before 'sync_every=16'."""
+    return [float(part) if part.replace(".", "", 1).isdigit() else part for part in re.split(r"(\d+(?:\.\d+)?)", text)]
+
+
 def load_sweep(root: Path) -> pd.DataFrame:
-    """All runs below `root` in one long table with `label` and `seed` columns."""
+    """All runs below `root` in one long table with `label`, `seed` and one column per varying override."""
     runs = sorted(p.parent for p in Path(root).rglob(METRICS))
     if not runs:
         raise SystemExit(f"alignlab-plot: no {METRICS} below {root}. Fix: point it at a run or multirun directory.")
@@ -87,10 +97,14 @@ def load_sweep(root: Path) -> pd.DataFrame:
         frame = pd.read_csv(run / METRICS)
         o = overrides[run]
         frame["label"] = ", ".join(f"{k}={o.get(k, '-')}" for k in varying) or run.name
+        for k in varying:
+            frame[k] = o.get(k, "-")
         frame["seed"] = o.get("seed", "0")
         frame["run"] = str(run)
         frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
+    data = pd.concat(frames, ignore_index=True)
+    data.attrs["varying"] = varying
+    return data
 
 
 def plot_sweep(root: Path, out_dir: Path | None = None) -> list[Path]:
@@ -98,30 +112,59 @@ def plot_sweep(root: Path, out_dir: Path | None = None) -> list[Path]:
     out_dir = Path(out_dir or root)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = load_sweep(root)
-    labels = sorted(data["label"].unique())
+    labels = sorted(data["label"].unique(), key=natural_key)
     sns.set_theme(style="whitegrid", context="notebook")
-    palette = dict(zip(labels, sns.color_palette("tab20" if len(labels) > 10 else "tab10", len(labels))))
+    colors = sns.color_palette("tab20" if len(labels) > 10 else "tab10", len(labels))
+    palette = dict(zip(labels, colors, strict=True))
     wide = len(labels) > 8
     paths = []
 
     fig, ax = plt.subplots(figsize=(9 if wide else 6.5, 4.2))
-    sns.lineplot(data=data.dropna(subset=["eval/reward"]), x="iteration", y="eval/reward", hue="label",
-                 errorbar="sd", palette=palette, ax=ax)
+    sns.lineplot(
+        data=data.dropna(subset=["eval/reward"]),
+        x="iteration",
+        y="eval/reward",
+        hue="label",
+        errorbar="sd",
+        palette=palette,
+        ax=ax,
+    )
     ax.set(title="expected reward (mean and one s.d. across seeds)", ylabel="reward")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
     paths.append(_save(fig, out_dir / "reward_vs_iteration.png"))
 
     final = data.sort_values("iteration").groupby("run").tail(1)
     fig, ax = plt.subplots(figsize=(9 if wide else 6.5, 4.2))
-    sns.scatterplot(data=final, x="eval/kl_ref", y="eval/reward", hue="label", palette=palette, ax=ax, s=30)
-    ax.set(title="final reward against KL to the reference (one point per run)", xlabel="KL(pi || pi_ref)", ylabel="reward")
+    varying = data.attrs.get("varying", [])
+    if len(varying) == 2:  # colour for the setting with fewer values (say, online/offline), marker for the other
+        hue, style = sorted(varying, key=lambda k: final[k].nunique())
+        order = sorted(final[style].unique(), key=natural_key)
+        sns.scatterplot(
+            data=final, x="eval/kl_ref", y="eval/reward", hue=hue, style=style, style_order=order, ax=ax, s=50
+        )
+    else:
+        sns.scatterplot(data=final, x="eval/kl_ref", y="eval/reward", hue="label", palette=palette, ax=ax, s=30)
+    ax.set(
+        title="final reward against KL to the reference (one point per run)", xlabel="KL(pi || pi_ref)", ylabel="reward"
+    )
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
     paths.append(_save(fig, out_dir / "reward_vs_kl.png"))
 
     if all(c in data for c in LOGPS[:2]):
-        long = data.melt(id_vars=["iteration", "label", "run"], value_vars=list(LOGPS[:2]), var_name="which", value_name="log-prob")
+        long = data.melt(
+            id_vars=["iteration", "label", "run"], value_vars=list(LOGPS[:2]), var_name="which", value_name="log-prob"
+        )
         fig, ax = plt.subplots(figsize=(9 if wide else 6.5, 4.2))
-        sns.lineplot(data=long.dropna(), x="iteration", y="log-prob", hue="label", style="which", errorbar=None, palette=palette, ax=ax)
+        sns.lineplot(
+            data=long.dropna(),
+            x="iteration",
+            y="log-prob",
+            hue="label",
+            style="which",
+            errorbar=None,
+            palette=palette,
+            ax=ax,
+        )
         ax.set(title="policy log-probs of chosen (solid) and rejected (dashed) samples")
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
         paths.append(_save(fig, out_dir / "logps.png"))
@@ -129,6 +172,7 @@ def plot_sweep(root: Path, out_dir: Path | None = None) -> list[Path]:
     columns = [c for c in ("eval/reward", "eval/kl_ref", "eval/p_optimal", "eval/mean_length") if c in final]
     table = final.groupby("label")[columns].agg(["mean", "std"]).round(4)
     table.insert(0, "runs", final.groupby("label").size())
+    table = table.loc[sorted(table.index, key=natural_key)]
     table.to_csv(out_dir / "final.csv")
     paths.append(out_dir / "final.csv")
     return paths

@@ -1,10 +1,10 @@
 """The training loop, identical on every tier.
 
-    loop: [every s updates: refresh the sampler from the policy]
-          draw B prompts x n samples (or the next offline batch) -> score with the reward
-          -> build targets (pairs / filtered set / weights / advantages)
-          -> T gradient steps of the objective
-          -> metrics row (reward, KL to reference, log-probs of chosen/rejected, ...)
+loop: [every s updates: refresh the sampler from the policy]
+      draw B prompts x n samples (or the next offline batch) -> score with the reward
+      -> build targets (pairs / filtered set / weights / advantages)
+      -> T gradient steps of the objective
+      -> metrics row (reward, KL to reference, log-probs of chosen/rejected, ...)
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def train(
     if state is not None:
         policy.load_state_dict(state["policy"])
         optimizer.load_state_dict(state["optimizer"])
-        for module, module_state in zip(extra_modules, state["extra_modules"]):
+        for module, module_state in zip(extra_modules, state["extra_modules"], strict=True):
             module.load_state_dict(module_state)
         sampler.load_state_dict(state["sampler"])
         generator.set_state(state["generator"])
@@ -132,6 +132,7 @@ def train(
         rows, start_iteration, elapsed_before = state["rows"], state["iteration"], state["wall_seconds"]
 
     started = time.perf_counter() - elapsed_before
+    updates = int(rows[-1]["train/updates"]) if rows else 0
     evaluation: dict = {}
     bar = tqdm(range(start_iteration, cfg.iterations), disable=not cfg.progress, delay=2.0, desc=task.name, leave=False)
     for iteration in bar:
@@ -154,6 +155,7 @@ def train(
                     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 optimizer.step()
                 sampler.after_update()
+                updates += 1
             row.update({k: float(v) for k, v in metrics.items()})
         else:
             row["train/skipped_round"] = 1.0
@@ -164,22 +166,26 @@ def train(
         row["time/iteration"] = time.perf_counter() - t0
         row["time/wall"] = time.perf_counter() - started
         row["sampler/syncs"] = float(sampler.syncs)
+        row["train/updates"] = float(updates)
         rows.append(row)
         # 7. checkpoint
         if checkpoint_path is not None and cfg.checkpoint_every and (iteration + 1) % cfg.checkpoint_every == 0:
             write_metrics(Path(run_dir) / METRICS, rows)
-            save_checkpoint(checkpoint_path, {
-                "policy": policy.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "extra_modules": [m.state_dict() for m in extra_modules],
-                "sampler": sampler.state_dict(),
-                "generator": generator.get_state(),
-                "eval_generator": eval_generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "rows": rows,
-                "iteration": iteration + 1,
-                "wall_seconds": time.perf_counter() - started,
-            })
+            save_checkpoint(
+                checkpoint_path,
+                {
+                    "policy": policy.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "extra_modules": [m.state_dict() for m in extra_modules],
+                    "sampler": sampler.state_dict(),
+                    "generator": generator.get_state(),
+                    "eval_generator": eval_generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "rows": rows,
+                    "iteration": iteration + 1,
+                    "wall_seconds": time.perf_counter() - started,
+                },
+            )
     if not evaluation:  # resumed after the last iteration: evaluate the restored policy
         evaluation = task.evaluate(policy, eval_generator)
     evaluation = dict(evaluation)

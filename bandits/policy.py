@@ -20,7 +20,9 @@ class SoftmaxPolicy(nn.Module):
 
     def sample(self, prompts: list, samples_per_prompt: int, generator: torch.Generator) -> Tensor:
         """len(prompts) * samples_per_prompt arm ids, prompt-major."""
-        return torch.multinomial(self.probs().detach(), len(prompts) * samples_per_prompt, replacement=True, generator=generator)
+        return torch.multinomial(
+            self.probs().detach(), len(prompts) * samples_per_prompt, replacement=True, generator=generator
+        )
 
     def logprobs(self, prompts: list, completions: Tensor) -> LogProbs:
         """A completion is one token: log-probs of shape [N, 1] with a mask of ones."""

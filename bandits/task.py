@@ -38,7 +38,9 @@ class BanditTask:
         optimum_beta: float = 0.1,
     ):
         if reference not in REFERENCES:
-            raise ConfigError(f"task.reference={reference} is not a bandit reference", f"use one of {', '.join(REFERENCES)}")
+            raise ConfigError(
+                f"task.reference={reference} is not a bandit reference", f"use one of {', '.join(REFERENCES)}"
+            )
         if reward not in REWARDS:
             raise ConfigError(f"task.reward={reward} is not a bandit reward", f"use one of {', '.join(REWARDS)}")
         if behaviour not in REFERENCES + ("reference",):
@@ -47,13 +49,17 @@ class BanditTask:
             )
         for key, peak in (("r1_peak", r1_peak), ("r2_peak", r2_peak)):
             if not 0 <= peak < num_arms:
-                raise ConfigError(f"task.{key}={peak} is not an arm of a {num_arms}-armed bandit", f"use 0..{num_arms - 1}")
+                raise ConfigError(
+                    f"task.{key}={peak} is not an arm of a {num_arms}-armed bandit", f"use 0..{num_arms - 1}"
+                )
         if optimum_beta <= 0:
             raise ConfigError(f"task.optimum_beta={optimum_beta} must be positive", "set task.optimum_beta > 0")
         self.name = name
         self.num_arms = num_arms
         self.ref_probs = self._distribution(reference, num_arms, skew)
-        self.behaviour_probs = self.ref_probs if behaviour == "reference" else self._distribution(behaviour, num_arms, skew)
+        self.behaviour_probs = (
+            self.ref_probs if behaviour == "reference" else self._distribution(behaviour, num_arms, skew)
+        )
         self.reward_fn = BumpReward(num_arms, r1_peak if reward == "r1" else r2_peak, width)
         self.ref_logits = self.ref_probs.log().float()
         self.optimum_beta = optimum_beta
@@ -87,7 +93,9 @@ class BanditTask:
 
     def offline_data(self, num_prompts: int, samples_per_prompt: int, generator: torch.Generator) -> Rollout:
         """`num_prompts` groups of samples from the behaviour policy (the reference by default), scored."""
-        arms = torch.multinomial(self.behaviour_probs.float(), num_prompts * samples_per_prompt, replacement=True, generator=generator)
+        arms = torch.multinomial(
+            self.behaviour_probs.float(), num_prompts * samples_per_prompt, replacement=True, generator=generator
+        )
         prompts = [0] * len(arms)
         behaviour = SoftmaxPolicy(self.behaviour_probs.log().float(), trainable=False)
         with torch.no_grad():

@@ -42,13 +42,25 @@ def single_runs(iterations: int = 500, seeds: int = 5) -> None:
                 train(task, objective, regime, TrainConfig(iterations=iterations, progress=False), seed=seed)
                 times.append(time.perf_counter() - start)
             median = statistics.median(times)
-            name = objective.name + ("" if getattr(objective, "negative", "none") == "none" else f"_neg_{objective.negative}")
-            print(f"{name:<22}{regime.name:<9}{median:>10.3f}{min(times):>9.3f}{max(times):>9.3f}{iterations / median:>9.0f}")
+            name = objective.name + (
+                "" if getattr(objective, "negative", "none") == "none" else f"_neg_{objective.negative}"
+            )
+            print(
+                f"{name:<22}{regime.name:<9}{median:>10.3f}{min(times):>9.3f}{max(times):>9.3f}"
+                f"{iterations / median:>9.0f}"
+            )
 
 
 def grid() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "alignlab", "-m", "experiment=tajwar_bandit_grid", f"hydra.sweep.dir={tmp}/grid"]
+        command = [
+            sys.executable,
+            "-m",
+            "alignlab",
+            "-m",
+            "experiment=tajwar_bandit_grid",
+            f"hydra.sweep.dir={tmp}/grid",
+        ]
         start = time.perf_counter()
         proc = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         wall = time.perf_counter() - start

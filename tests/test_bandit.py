@@ -7,7 +7,20 @@ import torch
 
 from alignlab.errors import ConfigError, RewardError
 from alignlab.objectives import (
-    CPO, DPO, GRPO, IPO, KTO, PPO, RAFT, RLOO, RWR, SFT, BestOfN, Reinforce, ReST, SuperHF,
+    CPO,
+    DPO,
+    GRPO,
+    IPO,
+    KTO,
+    PPO,
+    RAFT,
+    RLOO,
+    RWR,
+    SFT,
+    BestOfN,
+    Reinforce,
+    ReST,
+    SuperHF,
 )
 from alignlab.sampling import SamplingConfig
 from alignlab.train import TrainConfig, train
@@ -18,10 +31,22 @@ OFFLINE = SamplingConfig(name="offline", sync_every=None)
 TRAIN = TrainConfig(iterations=300, lr=0.05, progress=False)
 
 ALL_OBJECTIVES = {
-    "sft": SFT(), "best_of_n": BestOfN(), "best_of_n_neg_worst": BestOfN(negative="worst"),
-    "best_of_n_neg_worse": BestOfN(negative="worse"), "raft": RAFT(), "rest": ReST(), "rwr": RWR(),
-    "superhf": SuperHF(), "reinforce": Reinforce(), "rloo": RLOO(), "grpo": GRPO(), "ppo": PPO(),
-    "dpo": DPO(), "ipo": IPO(), "kto": KTO(), "cpo": CPO(),
+    "sft": SFT(),
+    "best_of_n": BestOfN(),
+    "best_of_n_neg_worst": BestOfN(negative="worst"),
+    "best_of_n_neg_worse": BestOfN(negative="worse"),
+    "raft": RAFT(),
+    "rest": ReST(),
+    "rwr": RWR(),
+    "superhf": SuperHF(),
+    "reinforce": Reinforce(),
+    "rloo": RLOO(),
+    "grpo": GRPO(),
+    "ppo": PPO(),
+    "dpo": DPO(),
+    "ipo": IPO(),
+    "kto": KTO(),
+    "cpo": CPO(),
 }
 
 

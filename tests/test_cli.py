@@ -25,8 +25,17 @@ def test_default_run_writes_the_run_directory_contract(cli):
     with open(run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 30 and [int(r["iteration"]) for r in rows] == list(range(1, 31))
-    for column in ("eval/reward", "eval/kl_ref", "eval/entropy", "logps/chosen", "logps/rejected", "logps/margin",
-                   "pairs/skipped_fraction", "time/wall", "loss/total"):
+    for column in (
+        "eval/reward",
+        "eval/kl_ref",
+        "eval/entropy",
+        "logps/chosen",
+        "logps/rejected",
+        "logps/margin",
+        "pairs/skipped_fraction",
+        "time/wall",
+        "loss/total",
+    ):
         assert column in rows[0], column
 
 
@@ -49,8 +58,16 @@ def test_python_dash_m_is_the_same_command(cli):
 
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])
 def test_a_small_sweep_runs_into_its_directory(cli, launcher):
-    cli("-m", "algo=dpo,reinforce", "sampling=online,offline", "seed=0", "plot=false", *FAST,
-        f"hydra/launcher={launcher}", "hydra.sweep.dir=sweep")
+    cli(
+        "-m",
+        "algo=dpo,reinforce",
+        "sampling=online,offline",
+        "seed=0",
+        "plot=false",
+        *FAST,
+        f"hydra/launcher={launcher}",
+        "hydra.sweep.dir=sweep",
+    )
     runs = sorted(p.parent.name for p in (cli.dir / "sweep").rglob("summary.json"))
     assert len(runs) == 4, runs
     proc = cli("sweep", module="alignlab.plot")
@@ -66,7 +83,7 @@ def test_many_seeds_in_one_job(cli):
     assert summary["seeds"] == [0, 1, 2] and "reward_std" in summary
     per_seed = [read_summary(root / f"seed={s}")["reward"] for s in range(3)]
     assert summary["reward"] == pytest.approx(sum(per_seed) / 3)
-    single = cli("seed=1", "plot=false", *FAST, "hydra.run.dir=single")
+    cli("seed=1", "plot=false", *FAST, "hydra.run.dir=single")
     assert read_summary(cli.dir / "single")["reward"] == per_seed[1], "seed K in a group = seed K alone"
     assert "seed=1" in (root / "seed=1" / ".hydra" / "overrides.yaml").read_text()
 

@@ -32,8 +32,22 @@ def test_the_groups_of_the_design_exist():
     assert set(options("sampling")) == {"offline", "online", "semi_online"}
     assert {"bandit", "bandit_tajwar100"} <= set(options("task"))
     assert set(options("algo")) >= {
-        "sft", "best_of_n", "best_of_n_neg_worst", "best_of_n_neg_worse", "raft", "rest", "rwr", "superhf",
-        "reinforce", "rloo", "grpo", "ppo", "dpo", "ipo", "kto", "cpo",
+        "sft",
+        "best_of_n",
+        "best_of_n_neg_worst",
+        "best_of_n_neg_worse",
+        "raft",
+        "rest",
+        "rwr",
+        "superhf",
+        "reinforce",
+        "rloo",
+        "grpo",
+        "ppo",
+        "dpo",
+        "ipo",
+        "kto",
+        "cpo",
     }
 
 

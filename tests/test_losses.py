@@ -41,9 +41,7 @@ def log_sigmoid(x: float) -> float:
 
 
 def close(actual: torch.Tensor, expected: list[float] | float) -> None:
-    torch.testing.assert_close(
-        actual.detach(), torch.as_tensor(expected, dtype=actual.dtype), rtol=1e-9, atol=1e-12
-    )
+    torch.testing.assert_close(actual.detach(), torch.as_tensor(expected, dtype=actual.dtype), rtol=1e-9, atol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -196,8 +194,13 @@ KTO_DESIRABLE = (True, True, False, False)
 def test_kto_loss_desirable_and_undesirable_values():
     beta, z0, lam_d, lam_u = 2.0, 0.2, 1.0, 1.5
     losses = kto_loss(
-        vec(*KTO_POLICY), vec(*KTO_REFERENCE), torch.tensor(KTO_DESIRABLE), z0, beta,
-        desirable_weight=lam_d, undesirable_weight=lam_u,
+        vec(*KTO_POLICY),
+        vec(*KTO_REFERENCE),
+        torch.tensor(KTO_DESIRABLE),
+        z0,
+        beta,
+        desirable_weight=lam_d,
+        undesirable_weight=lam_u,
     )
     close(
         losses,
@@ -235,9 +238,7 @@ def test_kto_reference_point_raises_desirable_and_lowers_undesirable_losses():
 def test_kto_gradient_pushes_desirable_up_and_undesirable_down():
     beta, z0, lam_d, lam_u = 2.0, 0.2, 1.0, 1.5
     policy = vec(*KTO_POLICY, grad=True)
-    kto_loss(
-        policy, vec(*KTO_REFERENCE), torch.tensor(KTO_DESIRABLE), z0, beta, lam_d, lam_u
-    ).sum().backward()
+    kto_loss(policy, vec(*KTO_REFERENCE), torch.tensor(KTO_DESIRABLE), z0, beta, lam_d, lam_u).sum().backward()
 
     def dsig(x: float) -> float:
         return sigmoid(x) * (1 - sigmoid(x))

@@ -95,7 +95,8 @@ def test_dpo_total_loss_is_dpo_loss_on_the_best_vs_worst_pairs():
     margins = [0.6, 1.3]
     assert loss.item() == pytest.approx(sum(-log_sigmoid(beta * h) for h in margins) / 2, rel=1e-9)
     losses, _, _ = dpo_loss(
-        policy[[1, 5]], policy[[2, 4]],
+        policy[[1, 5]],
+        policy[[2, 4]],
         torch.tensor([-1.0, -1.4], dtype=torch.float64),
         torch.tensor([-1.1, -1.2], dtype=torch.float64),
         beta,
@@ -120,9 +121,7 @@ def test_pair_objectives_skip_a_round_where_every_prompt_ties():
 
 def test_kto_labels_samples_above_their_prompt_mean_and_drops_tied_prompts():
     # A third prompt (arms 6..8) whose samples all tie.
-    rollout = make_rollout(
-        rewards=REWARDS + [0.5, 0.5, 0.5], reference=REFERENCE + [-1.0, -1.0, -1.0]
-    )
+    rollout = make_rollout(rewards=REWARDS + [0.5, 0.5, 0.5], reference=REFERENCE + [-1.0, -1.0, -1.0])
     targets = KTO().prepare(rollout, iteration=0)
     assert targets.rollout.completions.tolist() == [0, 1, 2, 3, 4, 5]
     # Prompt 0 mean 0.5 (arm 0 sits on it, not above); prompt 1 mean 0.0.
@@ -362,9 +361,7 @@ def test_ppo_prepare_puts_the_reward_on_the_last_token_of_each_completion():
 def test_ppo_whitened_advantages_have_zero_mean_and_unit_std():
     objective = PPO(whiten_advantages=True, kl_coef=0.0)
     objective.setup(ValueTask(ConstantValue(0.25)))
-    rollout = make_rollout(
-        rewards=[1.0, 0.0, 0.5, -0.5], reference=[0.0] * 4, old=[0.0] * 4, samples_per_prompt=1
-    )
+    rollout = make_rollout(rewards=[1.0, 0.0, 0.5, -0.5], reference=[0.0] * 4, old=[0.0] * 4, samples_per_prompt=1)
     advantages = objective.prepare(rollout, iteration=0).tensors["advantages"]
     assert advantages.mean().item() == pytest.approx(0.0, abs=1e-9)
     assert advantages.pow(2).mean().item() == pytest.approx(1.0, rel=1e-6)

@@ -7,7 +7,20 @@ import torch
 from torch import nn
 
 from alignlab.objectives import (
-    CPO, DPO, GRPO, IPO, KTO, PPO, RAFT, RLOO, RWR, SFT, BestOfN, Reinforce, ReST, SuperHF,
+    CPO,
+    DPO,
+    GRPO,
+    IPO,
+    KTO,
+    PPO,
+    RAFT,
+    RLOO,
+    RWR,
+    SFT,
+    BestOfN,
+    Reinforce,
+    ReST,
+    SuperHF,
 )
 from alignlab.sampling import SamplingConfig
 from alignlab.train import TrainConfig, train
@@ -38,7 +51,9 @@ class OneTokenLM(nn.Module):
         return torch.softmax(self.next_token_logits([0])[0], -1)
 
     def sample(self, prompts, samples_per_prompt, generator):
-        tokens = torch.multinomial(self.probs().detach(), len(prompts) * samples_per_prompt, replacement=True, generator=generator)
+        tokens = torch.multinomial(
+            self.probs().detach(), len(prompts) * samples_per_prompt, replacement=True, generator=generator
+        )
         return tokens[:, None]  # sequences of length one
 
     def logprobs(self, prompts, completions):
@@ -47,8 +62,23 @@ class OneTokenLM(nn.Module):
 
 
 OBJECTIVES = [
-    SFT(), BestOfN(), BestOfN(negative="worst"), BestOfN(negative="worse"), RAFT(), ReST(thresholds=[0.2]),
-    RWR(), SuperHF(), Reinforce(), Reinforce(kl_coef=0.1), RLOO(), GRPO(), PPO(), DPO(), IPO(), KTO(), CPO(),
+    SFT(),
+    BestOfN(),
+    BestOfN(negative="worst"),
+    BestOfN(negative="worse"),
+    RAFT(),
+    ReST(thresholds=[0.2]),
+    RWR(),
+    SuperHF(),
+    Reinforce(),
+    Reinforce(kl_coef=0.1),
+    RLOO(),
+    GRPO(),
+    PPO(),
+    DPO(),
+    IPO(),
+    KTO(),
+    CPO(),
     DPO(kl_coef=0.1, kl_estimator="k2"),
 ]
 
@@ -113,7 +143,7 @@ def test_whole_offline_runs_match_across_tiers(objective):
     bandit, bandit_rows, _ = train(BanditTask(num_arms=K, r1_peak=K - 1), objective, regime, cfg, seed=3)
     lm, lm_rows, _ = train(OneTokenLMTask(num_arms=K, r1_peak=K - 1), objective, regime, cfg, seed=3)
     # The same samples in every round: batch rewards are exact table look-ups.
-    for b, m in zip(bandit_rows, lm_rows):
+    for b, m in zip(bandit_rows, lm_rows, strict=True):
         assert m["train/reward"] == pytest.approx(b["train/reward"], abs=1e-6)
     # float32 rounding differs (a Linear layer vs free logits) and Adam amplifies it a little.
     for key in ("reward", "kl_ref", "p_optimal"):

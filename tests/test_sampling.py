@@ -58,8 +58,12 @@ def test_online_samples_from_the_live_policy_without_a_copy():
 
 def test_offline_data_is_fixed_and_every_prompt_is_used_once_per_pass():
     task = BanditTask()
-    sampler = Sampler(SamplingConfig(sync_every=None, offline_prompts=8, prompts_per_round=4), task,
-                      task.make_policy(), torch.Generator().manual_seed(0))
+    sampler = Sampler(
+        SamplingConfig(sync_every=None, offline_prompts=8, prompts_per_round=4),
+        task,
+        task.make_policy(),
+        torch.Generator().manual_seed(0),
+    )
     data = sampler.offline.completions.clone()
     first, _, _, _ = sampler.next_round()
     second, _, _, _ = sampler.next_round()
@@ -70,26 +74,32 @@ def test_offline_data_is_fixed_and_every_prompt_is_used_once_per_pass():
 
 def test_offline_fraction_mixes_offline_prompts_into_online_rounds():
     task = BanditTask()
-    sampler = Sampler(SamplingConfig(sync_every=1, prompts_per_round=8, offline_fraction=0.25), task,
-                      task.make_policy(), torch.Generator().manual_seed(0))
+    sampler = Sampler(
+        SamplingConfig(sync_every=1, prompts_per_round=8, offline_fraction=0.25),
+        task,
+        task.make_policy(),
+        torch.Generator().manual_seed(0),
+    )
     offline, prompts, completions, _ = sampler.next_round()
     assert offline.num_groups == 2 and len(completions) == 6 * 4
 
 
 def test_sample_reuse_takes_t_updates_per_round():
     task = BanditTask(reward="r2")
-    _, rows, policy = train(task, PPO(), SamplingConfig(updates_per_batch=3), TrainConfig(iterations=5, lr=0.05, progress=False))
-    assert len(rows) == 5
-    objective = PPO()
-    _, rows, _ = train(task, objective, SamplingConfig(updates_per_batch=3), TrainConfig(iterations=5, lr=0.05, progress=False))
-    assert rows[-1]["sampler/syncs"] == 0.0  # online with T > 1 still samples from the live policy
+    cfg = TrainConfig(iterations=5, lr=0.05, progress=False)
+    _, rows, _ = train(task, PPO(), SamplingConfig(updates_per_batch=3), cfg)
+    assert [r["train/updates"] for r in rows] == [3.0, 6.0, 9.0, 12.0, 15.0]
+    assert rows[-1]["sampler/syncs"] == 0.0  # online with T > 1 samples from the live policy: no copy to sync
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(sync_every=0), "sync_every=0 is below 1"),
-    (dict(samples_per_prompt=0), "samples_per_prompt=0 is below 1"),
-    (dict(offline_fraction=1.5), "is not a fraction"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(sync_every=0), "sync_every=0 is below 1"),
+        (dict(samples_per_prompt=0), "samples_per_prompt=0 is below 1"),
+        (dict(offline_fraction=1.5), "is not a fraction"),
+    ],
+)
 def test_bad_regimes_raise_with_the_fix(bad, message):
     with pytest.raises(ConfigError, match=message + ".*Fix:"):
         SamplingConfig(**bad).check()

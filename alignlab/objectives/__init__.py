@@ -6,8 +6,20 @@ from alignlab.objectives.policy_gradient import GRPO, PPO, RLOO, Reinforce
 from alignlab.objectives.preference import CPO, DPO, IPO, KTO
 
 __all__ = [
-    "Objective", "Targets",
-    "SFT", "BestOfN", "RAFT", "ReST", "RWR", "SuperHF",
-    "Reinforce", "RLOO", "GRPO", "PPO",
-    "DPO", "IPO", "KTO", "CPO",
+    "Objective",
+    "Targets",
+    "SFT",
+    "BestOfN",
+    "RAFT",
+    "ReST",
+    "RWR",
+    "SuperHF",
+    "Reinforce",
+    "RLOO",
+    "GRPO",
+    "PPO",
+    "DPO",
+    "IPO",
+    "KTO",
+    "CPO",
 ]

@@ -65,9 +65,7 @@ class Objective:
                 f"set sampling.samples_per_prompt={max(2, self.min_samples_per_prompt)} or more",
             )
         if self.kl_estimator not in KL_ESTIMATORS:
-            raise ConfigError(
-                f"unknown KL estimator algo.kl_estimator={self.kl_estimator}", "use one of k1, k2, k3"
-            )
+            raise ConfigError(f"unknown KL estimator algo.kl_estimator={self.kl_estimator}", "use one of k1, k2, k3")
         if self.kl_in not in ("loss", "reward"):
             raise ConfigError(f"algo.kl_in={self.kl_in} is not a place for the KL anchor", "use loss or reward")
         if self.kl_in == "reward" and not self.kl_in_reward_allowed:

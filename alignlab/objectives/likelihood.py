@@ -136,7 +136,7 @@ class ReST(Objective):
 
     def check(self, samples_per_prompt: int) -> None:
         super().check(samples_per_prompt)
-        rising = all(a < b for a, b in zip(self.thresholds, self.thresholds[1:]))
+        rising = all(a < b for a, b in zip(self.thresholds, self.thresholds[1:], strict=False))
         if not self.thresholds or not rising:
             raise ConfigError(
                 f"algo.thresholds={list(self.thresholds)} do not rise strictly", "list thresholds in increasing order"
@@ -194,4 +194,6 @@ class SuperHF(BestOfN):
     def check(self, samples_per_prompt: int) -> None:
         super().check(samples_per_prompt)
         if self.kl_coef <= 0:
-            raise ConfigError("superhf without its KL penalty is best_of_n", "set algo.kl_coef > 0 or use algo=best_of_n")
+            raise ConfigError(
+                "superhf without its KL penalty is best_of_n", "set algo.kl_coef > 0 or use algo=best_of_n"
+            )

@@ -75,8 +75,8 @@ class RLOO(Reinforce):
 class GRPO(Objective):
     """Group Relative Policy Optimization (Shao et al. 2024, arXiv:2402.03300), eq. 3:
 
-        A_i = (r_i - mean(r)) / std(r) over a prompt's group; per token
-        L = -1/|y| sum_t [ min(rho_t A_i, clip(rho_t, 1-eps, 1+eps) A_i) ] + kl_coef * k3_t
+    A_i = (r_i - mean(r)) / std(r) over a prompt's group; per token
+    L = -1/|y| sum_t [ min(rho_t A_i, clip(rho_t, 1-eps, 1+eps) A_i) ] + kl_coef * k3_t
     """
 
     name: ClassVar[str] = "grpo"
@@ -94,7 +94,9 @@ class GRPO(Objective):
 
     def loss(self, targets: Targets, logps: LogProbs) -> tuple[Tensor, dict[str, Tensor]]:
         old = targets.rollout.old_logps
-        per_token = clipped_surrogate_loss(logps.tokens, old.tokens, targets.tensors["advantages"][:, None], self.clip_epsilon)
+        per_token = clipped_surrogate_loss(
+            logps.tokens, old.tokens, targets.tensors["advantages"][:, None], self.clip_epsilon
+        )
         loss = masked_mean(per_token, logps.mask, dim=1).mean()
         ratio = torch.exp(logps.tokens.detach() - old.tokens)
         clipped = ((ratio - 1).abs() > self.clip_epsilon).float()
@@ -146,7 +148,9 @@ class PPO(Objective):
         last = (mask.cumsum(1) == mask.sum(1, keepdim=True)) & (mask > 0)
         token_rewards = rollout.rewards[:, None] * last
         if self.kl_coef > 0 and self.kl_in == "reward":
-            token_rewards = token_rewards - self.kl_coef * kl_estimate(old.tokens, rollout.ref_logps.tokens, self.kl_estimator)
+            token_rewards = token_rewards - self.kl_coef * kl_estimate(
+                old.tokens, rollout.ref_logps.tokens, self.kl_estimator
+            )
         advantages, returns = gae(token_rewards, old_values, mask, self.gamma, self.lam)
         if self.whiten_advantages and mask.sum() > 1:
             mean = masked_mean(advantages, mask)
@@ -157,7 +161,8 @@ class PPO(Objective):
     def loss(self, targets: Targets, logps: LogProbs) -> tuple[Tensor, dict[str, Tensor]]:
         rollout, t = targets.rollout, targets.tensors
         policy = masked_mean(
-            clipped_surrogate_loss(logps.tokens, rollout.old_logps.tokens, t["advantages"], self.clip_epsilon), logps.mask
+            clipped_surrogate_loss(logps.tokens, rollout.old_logps.tokens, t["advantages"], self.clip_epsilon),
+            logps.mask,
         )
         values = self.value_model(rollout.prompts, rollout.completions)
         value = masked_mean(value_loss(values, t["returns"], t["old_values"], self.value_clip), logps.mask)

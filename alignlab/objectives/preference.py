@@ -149,9 +149,7 @@ class KTO(Objective):
         reference = targets.rollout.ref_logps.sum()
         desirable = targets.tensors["desirable"]
         z0 = (policy - reference).detach().mean().clamp(min=0)
-        losses = kto_loss(
-            policy, reference, desirable, z0, self.beta, self.desirable_weight, self.undesirable_weight
-        )
+        losses = kto_loss(policy, reference, desirable, z0, self.beta, self.desirable_weight, self.undesirable_weight)
         detached = policy.detach()
         return losses.mean(), {
             "loss/preference": losses.detach().mean(),
