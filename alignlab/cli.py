@@ -233,7 +233,7 @@ def run(cfg: DictConfig) -> dict | None:
     if cfg.plot:
         from alignlab.plot import plot_run, plot_sweep
 
-        figures = [plot_run(run_dir)] if cfg.num_seeds == 1 else plot_sweep(run_dir)[:-1]
+        figures = [plot_run(run_dir)] if cfg.num_seeds == 1 else [p for p in plot_sweep(run_dir) if p.suffix == ".png"]
         for figure in figures:
             print(f"alignlab: figure -> {figure}")
     return summary

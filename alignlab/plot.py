@@ -3,7 +3,8 @@
 - a run (a directory with metrics.csv): figure.png with reward, KL to the reference, chosen / rejected
   log-probs, and the final distribution over completions when the task wrote distribution.csv;
 - a sweep (any directory above several runs): reward_vs_iteration.png (mean and a band of one standard
-  deviation across seeds), reward_vs_kl.png, logps.png, and final.csv (final metrics per configuration).
+  deviation across seeds), reward_vs_kl.png, logps.png, and final.csv / final.md (final metrics per
+  configuration, mean and standard deviation across seeds).
 Runs are labelled by the overrides that differ between them, seed excepted.
 """
 
@@ -174,12 +175,24 @@ def plot_sweep(root: Path, out_dir: Path | None = None) -> list[Path]:
     table.insert(0, "runs", final.groupby("label").size())
     table = table.loc[sorted(table.index, key=natural_key)]
     table.to_csv(out_dir / "final.csv")
-    paths.append(out_dir / "final.csv")
+    (out_dir / "final.md").write_text(markdown_table(table))
+    paths += [out_dir / "final.csv", out_dir / "final.md"]
     return paths
 
 
+def markdown_table(table: pd.DataFrame) -> str:
+    """Final metrics per configuration as a Markdown table: 'mean +- s.d.' per metric."""
+    metrics = [c for c in table.columns.get_level_values(0).unique() if c != "runs"]
+    lines = ["| configuration | runs | " + " | ".join(m.removeprefix("eval/") for m in metrics) + " |"]
+    lines.append("|---|---:|" + "---:|" * len(metrics))
+    for label, row in table.iterrows():
+        std = {m: 0.0 if pd.isna(row[(m, "std")]) else row[(m, "std")] for m in metrics}
+        cells = [f"{row[(m, 'mean')]:.3f} ± {std[m]:.3f}" for m in metrics]
+        lines.append(f"| {label} | {int(row[('runs', '')])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

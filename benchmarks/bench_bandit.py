@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -67,9 +68,21 @@ def grid() -> None:
         if proc.returncode != 0:
             sys.exit(f"the grid failed:\n{proc.stderr[-3000:]}")
         runs = len(list(Path(tmp, "grid").rglob("seed=*/summary.json")))
+        results = {}
+        for job in Path(tmp, "grid").glob("*/summary.json"):
+            overrides = dict(part.split("=", 1) for part in job.parent.name.split(","))
+            summary = json.loads(job.read_text())
+            results[(summary["algo"], overrides["task.reward"], summary["sampling"])] = summary
     print("\nThe tier-1 grid from one command: alignlab -m experiment=tajwar_bandit_grid (2 joblib workers)")
     print(f"{'runs':>6}{'jobs':>6}{'wall s':>9}{'s / run':>9}{'goal s':>8}")
     print(f"{runs:>6}{runs // 10:>6}{wall:>9.1f}{wall / runs:>9.3f}{120:>8}")
+    columns = [("r1", "online"), ("r1", "offline"), ("r2", "online"), ("r2", "offline")]
+    print("\nFinal expected reward, mean ± s.d. over 10 seeds (Markdown):\n")
+    print("| algo | " + " | ".join(f"{r.upper()} {s}" for r, s in columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for algo in sorted({a for a, _, _ in results}):
+        cells = [results.get((algo, r, s)) for r, s in columns]
+        print(f"| `{algo}` | " + " | ".join(f"{c['reward']:.3f} ± {c['reward_std']:.3f}" for c in cells) + " |")
 
 
 if __name__ == "__main__":

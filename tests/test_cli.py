@@ -141,3 +141,29 @@ def test_an_output_directory_below_a_file_is_refused(cli):
     proc = cli(*FAST, "hydra.run.dir=a_file/run", check=False)
     assert proc.returncode == 2 and "is a file" in proc.stderr and "Fix:" in proc.stderr
     assert (cli.dir / "a_file").read_text() == "not a directory"
+
+
+def test_the_configs_are_found_when_installed_from_a_wheel(tmp_path):
+    """Build the wheel, install it in a directory of its own, and run from there (not the repository)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-w", str(wheels)], check=True)
+    wheel = next(wheels.glob("alignlab-*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True)
+    env = dict(os.environ, PYTHONPATH=str(site))
+    where = subprocess.run(
+        [sys.executable, "-c", "import importlib.resources as r; print(r.files('alignlab.conf'))"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
+    )
+    assert where.stdout.strip().startswith(str(site)), where.stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "alignlab", "train.iterations=5", "plot=false", "train.progress=false", "algo=rloo"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert read_summary(tmp_path / "outputs" / "algo=rloo,train.iterations=5")["algo"] == "rloo"
