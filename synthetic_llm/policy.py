@@ -1,0 +1,280 @@
+"""A causal language model as an alignlab policy: KV-cached sampling and per-token log-probs.
+
+`CausalLMPolicy` wraps any Hugging Face causal LM (`PreTrainedModel`): the tiny GPT-2 of tier 2 and the real
+checkpoints of tier 3 alike. It knows nothing about a task: a prompt is a 1-D LongTensor of token ids
+(chat template and BOS already applied), a completion is a row of `TokenCompletions`.
+
+Conventions (shared with the core's per-token objectives, e.g. PPO's GAE):
+
+- A completion's mask is 1 on every generated token *including* the end token when one was produced, 0 on
+  padding. So an end-token-only completion (an empty answer) still has one scored token: the decision to
+  stop. A completion that hits `max_new_tokens` without an end token has `max_new_tokens` scored tokens.
+- log pi(y_t | x, y_<t) is computed from logits / temperature, the distribution `sample` draws from (before
+  top-p truncation: with top_p < 1 the log-probs are those of the untruncated tempered distribution, the
+  usual choice of RLHF libraries).
+- Prompts are left-padded and position ids count only real tokens, so a row's numbers do not depend on the
+  other rows of its batch.
+- The model may sit on any device (a GPU in tier 3); prompts, completions, log-probs and values live on the
+  CPU, where the core keeps rewards, and move to the model's device only for its forward passes (the move is
+  differentiable).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from alignlab.errors import ConfigError, DataError
+from alignlab.types import LogProbs
+
+
+@dataclass
+class TokenCompletions:
+    """N completions as token ids, right-padded to length L, with a mask of the generated tokens."""
+
+    tokens: Tensor  # [N, L] long, padded with the pad id
+    mask: Tensor  # [N, L] float: 1.0 on generated tokens (end token included), 0.0 on padding
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    def __getitem__(self, idx: Tensor) -> TokenCompletions:
+        return TokenCompletions(self.tokens[idx], self.mask[idx])
+
+    @property
+    def lengths(self) -> Tensor:
+        """Scored tokens per completion (end token included), [N] float."""
+        return self.mask.sum(1)
+
+    @staticmethod
+    def cat(parts: list[TokenCompletions], pad_token_id: int = 0) -> TokenCompletions:
+        """Concatenate, right-padding every part to the longest (padding carries mask 0, so its id is moot)."""
+        length = max(p.tokens.shape[1] for p in parts)
+        tokens = [nn.functional.pad(p.tokens, (0, length - p.tokens.shape[1]), value=pad_token_id) for p in parts]
+        masks = [nn.functional.pad(p.mask, (0, length - p.mask.shape[1])) for p in parts]
+        return TokenCompletions(torch.cat(tokens), torch.cat(masks))
+
+
+def model_max_context(model: nn.Module) -> int | None:
+    """The longest sequence the model's position embeddings cover, if its config says."""
+    config = getattr(model, "config", None)
+    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def left_pad(prompts: list[Tensor], pad_token_id: int) -> tuple[Tensor, Tensor]:
+    """Stack 1-D prompts into [N, P] ids and attention mask, padded on the left."""
+    if len(prompts) == 0:
+        raise DataError("no prompts were given", "pass at least one prompt")
+    rows = []
+    for i, p in enumerate(prompts):
+        p = torch.as_tensor(p, dtype=torch.long)
+        if p.dim() != 1 or p.numel() == 0:
+            raise DataError(
+                f"prompt {i} has shape {tuple(p.shape)}, not a non-empty 1-D tensor of token ids",
+                "pass each prompt as a 1-D LongTensor with at least one token (e.g. the BOS token)",
+            )
+        rows.append(p)
+    length = max(p.numel() for p in rows)
+    ids = torch.full((len(rows), length), pad_token_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, p in enumerate(rows):
+        ids[i, length - p.numel():] = p
+        attention[i, length - p.numel():] = 1
+    return ids, attention
+
+
+def positions(attention: Tensor) -> Tensor:
+    """Position ids that count only attended tokens (0 on left padding)."""
+    return (attention.cumsum(1) - 1).clamp(min=0)
+
+
+def check_pairing(prompts: list, completions: TokenCompletions) -> None:
+    if len(prompts) != len(completions):
+        raise DataError(
+            f"{len(prompts)} prompts were given for {len(completions)} completions",
+            "pass one prompt per completion (repeat each prompt samples_per_prompt times)",
+        )
+
+
+def pack(prompts: list[Tensor], completions: TokenCompletions, pad_token_id: int) -> tuple[Tensor, Tensor, Tensor, int]:
+    """[left-padded prompt | right-padded completion] ids, attention mask, position ids, and the prompt width P.
+
+    Position P - 1 + t holds the state before completion token t (its logits predict token t).
+    """
+    check_pairing(prompts, completions)
+    prompt_ids, prompt_attention = left_pad(prompts, pad_token_id)
+    mask = completions.mask
+    tokens = torch.where(mask > 0, completions.tokens, torch.full_like(completions.tokens, pad_token_id))
+    ids = torch.cat([prompt_ids, tokens], dim=1)
+    attention = torch.cat([prompt_attention, (mask > 0).long()], dim=1)
+    return ids, attention, positions(attention), prompt_ids.shape[1]
+
+
+def cache_keyword(model: nn.Module) -> str:
+    """The name the model's forward gives its KV cache: `cache` in transformers >= 5.2x, else `past_key_values`."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def output_cache(out):
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
+def model_device(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def check_context(prompt_width: int, new_tokens: int, max_context: int | None) -> None:
+    if max_context is not None and prompt_width + new_tokens > max_context:
+        raise DataError(
+            f"a prompt of {prompt_width} tokens plus {new_tokens} completion tokens exceeds the model's context "
+            f"of {max_context} positions",
+            "shorten the prompts, lower max_new_tokens, or use a model with a longer context",
+        )
+
+
+class CausalLMPolicy(nn.Module):
+    """pi(y | x) of a causal LM, with its own KV-cached decoding loop (reproducible from a torch.Generator).
+
+    `model` is any Hugging Face causal LM. `max_context` defaults to the model's position limit;
+    `logprob_batch_size` bounds how many sequences one forward pass of `logprobs` holds (None: all).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        pad_token_id: int,
+        eos_token_id: int,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        max_context: int | None = None,
+        logprob_batch_size: int | None = None,
+    ):
+        super().__init__()
+        if max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens={max_new_tokens} is below 1", "set max_new_tokens to 1 or more")
+        if temperature <= 0:
+            raise ConfigError(f"temperature={temperature} must be positive", "use a temperature > 0, e.g. 1.0")
+        if not 0 < top_p <= 1:
+            raise ConfigError(f"top_p={top_p} is not in (0, 1]", "use top_p=1.0 (no truncation) or a value in (0, 1)")
+        if logprob_batch_size is not None and logprob_batch_size < 1:
+            raise ConfigError(f"logprob_batch_size={logprob_batch_size} is below 1", "use None or a positive size")
+        self.model = model
+        self.pad_token_id = pad_token_id
+        self.eos_token_id = eos_token_id
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.max_context = max_context if max_context is not None else model_max_context(model)
+        self.logprob_batch_size = logprob_batch_size
+
+    # ---- sampling --------------------------------------------------------------------------------------
+    def _draw(self, logits: Tensor, generator: torch.Generator) -> Tensor:
+        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            sorted_probs, order = probs.sort(dim=-1, descending=True)
+            # Keep the smallest set of most likely tokens whose mass reaches top_p (the first is always kept).
+            drop = sorted_probs.cumsum(-1) - sorted_probs >= self.top_p
+            sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+    @torch.no_grad()
+    def sample(self, prompts: list[Tensor], samples_per_prompt: int, generator: torch.Generator) -> TokenCompletions:
+        """len(prompts) * samples_per_prompt completions, prompt-major, each ending at the end token or at
+        `max_new_tokens`."""
+        rows = [p for p in prompts for _ in range(samples_per_prompt)]
+        ids, attention = left_pad(rows, self.pad_token_id)
+        check_context(ids.shape[1], self.max_new_tokens, self.max_context)
+        device = model_device(self.model)
+        ids, attention = ids.to(device), attention.to(device)
+        position = positions(attention)
+        out = self.model(input_ids=ids, attention_mask=attention, position_ids=position, use_cache=True)
+        past, logits = output_cache(out), out.logits[:, -1]
+        cache_key = cache_keyword(self.model)
+        next_position = position[:, -1] + 1
+        done = torch.zeros(len(rows), dtype=torch.bool, device=device)
+        tokens, masks = [], []
+        for step in range(self.max_new_tokens):
+            token = self._draw(logits, generator)
+            token = token.masked_fill(done, self.pad_token_id)
+            tokens.append(token)
+            masks.append((~done).float())
+            done = done | (token == self.eos_token_id)
+            if done.all() or step + 1 == self.max_new_tokens:
+                break
+            attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
+            out = self.model(
+                input_ids=token[:, None],
+                attention_mask=attention,
+                position_ids=next_position[:, None],
+                use_cache=True,
+                **{cache_key: past},
+            )
+            past, logits = output_cache(out), out.logits[:, -1]
+            next_position = next_position + 1
+        return TokenCompletions(torch.stack(tokens, 1).cpu(), torch.stack(masks, 1).cpu())
+
+    # ---- scoring ---------------------------------------------------------------------------------------
+    def _logprobs(self, prompts: list[Tensor], completions: TokenCompletions) -> Tensor:
+        ids, attention, position, width = pack(prompts, completions, self.pad_token_id)
+        length = completions.tokens.shape[1]
+        check_context(width, length, self.max_context)
+        device = model_device(self.model)
+        ids = ids.to(device)
+        logits = self.model(input_ids=ids, attention_mask=attention.to(device), position_ids=position.to(device)).logits
+        logits = logits[:, width - 1: width - 1 + length].float() / self.temperature
+        targets = ids[:, width:]
+        logps = torch.log_softmax(logits, dim=-1).gather(-1, targets[:, :, None]).squeeze(-1)
+        return logps.cpu() * completions.mask
+
+    def logprobs(
+        self, prompts: list[Tensor], completions: TokenCompletions, logprob_batch_size: int | None = None
+    ) -> LogProbs:
+        """Per-token log pi(y_t | x, y_<t), [N, L], zero on padding; differentiable."""
+        check_pairing(prompts, completions)
+        size = logprob_batch_size or self.logprob_batch_size or len(completions)
+        parts = []
+        for start in range(0, len(completions), size):
+            idx = torch.arange(start, min(start + size, len(completions)))
+            parts.append(self._logprobs(prompts[start: start + size], completions[idx]))
+        tokens = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return LogProbs(tokens, completions.mask)
+
+
+class CausalLMValue(nn.Module):
+    """V(x, y_<t): a transformer trunk with a linear scalar head, one value per completion token.
+
+    `model` is a Hugging Face causal LM or base model; only its trunk (`model.base_model`) is kept. The value
+    at completion position t is read at the state before token t is emitted, as PPO's GAE expects.
+    """
+
+    def __init__(self, model: nn.Module, pad_token_id: int, max_context: int | None = None):
+        super().__init__()
+        self.trunk = getattr(model, "base_model", model)
+        self.pad_token_id = pad_token_id
+        self.max_context = max_context if max_context is not None else model_max_context(model)
+        self.head = nn.Linear(model.config.hidden_size, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, prompts: list[Tensor], completions: TokenCompletions) -> Tensor:
+        ids, attention, position, width = pack(prompts, completions, self.pad_token_id)
+        length = completions.tokens.shape[1]
+        check_context(width, length, self.max_context)
+        device = model_device(self.trunk)
+        hidden = self.trunk(
+            input_ids=ids.to(device), attention_mask=attention.to(device), position_ids=position.to(device)
+        ).last_hidden_state
+        weight = self.head.weight
+        hidden = hidden[:, width - 1: width - 1 + length].to(device=weight.device, dtype=weight.dtype)
+        return self.head(hidden).squeeze(-1).float().cpu() * completions.mask
