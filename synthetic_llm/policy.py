@@ -118,8 +118,10 @@ def pack(prompts: list[Tensor], completions: TokenCompletions, pad_token_id: int
 
 
 def cache_keyword(model: nn.Module) -> str:
-    """The name the model's forward gives its KV cache: `cache` in transformers >= 5.2x, else `past_key_values`."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    """The name the model's forward gives its KV cache: `cache` in transformers >= 5.2x, else `past_key_values`.
+    A peft wrapper's forward takes **kwargs, so the wrapped model's signature is the one that tells."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 def output_cache(out):

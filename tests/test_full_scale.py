@@ -29,10 +29,22 @@ from full_scale.tiny import tiny_model, tiny_reward_model, tiny_tokenizer
 ROOT = Path(__file__).resolve().parents[1]
 
 OBJECTIVES = {
-    "sft": SFT, "best_of_n": BestOfN, "best_of_n_neg_worst": lambda: BestOfN(negative="worst"),
-    "best_of_n_neg_worse": lambda: BestOfN(negative="worse"), "raft": RAFT, "rest": lambda: ReST(thresholds=[0.0]),
-    "rwr": RWR, "superhf": SuperHF, "reinforce": Reinforce, "rloo": RLOO, "grpo": GRPO, "ppo": PPO,
-    "dpo": DPO, "ipo": IPO, "kto": KTO, "cpo": CPO,
+    "sft": SFT,
+    "best_of_n": BestOfN,
+    "best_of_n_neg_worst": lambda: BestOfN(negative="worst"),
+    "best_of_n_neg_worse": lambda: BestOfN(negative="worse"),
+    "raft": RAFT,
+    "rest": lambda: ReST(thresholds=[0.0]),
+    "rwr": RWR,
+    "superhf": SuperHF,
+    "reinforce": Reinforce,
+    "rloo": RLOO,
+    "grpo": GRPO,
+    "ppo": PPO,
+    "dpo": DPO,
+    "ipo": IPO,
+    "kto": KTO,
+    "cpo": CPO,
 }
 
 
@@ -83,7 +95,9 @@ def weights(policy) -> torch.Tensor:
 def test_every_objective_trains_the_tiny_model(task, name):
     objective = OBJECTIVES[name]()
     initial = weights(task.make_policy())
-    evaluation, rows, policy = train(task, objective, SamplingConfig(prompts_per_round=2, samples_per_prompt=3), quick())
+    evaluation, rows, policy = train(
+        task, objective, SamplingConfig(prompts_per_round=2, samples_per_prompt=3), quick()
+    )
     assert len(rows) == 2
     assert {"reward", "kl_ref", "mean_length"} <= set(evaluation)
     assert all(torch.isfinite(torch.tensor(v)) for v in evaluation.values())
@@ -91,7 +105,9 @@ def test_every_objective_trains_the_tiny_model(task, name):
 
 
 def test_offline_dpo_on_the_sample_pairs(task):
-    sampling = SamplingConfig(name="offline", sync_every=None, prompts_per_round=4, samples_per_prompt=2, offline_prompts=12)
+    sampling = SamplingConfig(
+        name="offline", sync_every=None, prompts_per_round=4, samples_per_prompt=2, offline_prompts=12
+    )
     evaluation, rows, _ = train(task, DPO(), sampling, quick(3))
     assert all(row["pairs/count"] == 4.0 for row in rows), "each pair (chosen, rejected) becomes one DPO pair"
     assert all(row["train/reward"] == 0.5 for row in rows), "offline pairs carry rewards [1, 0]"
@@ -113,7 +129,9 @@ def test_lora_trains_adapters_only_and_the_reference_is_the_base(lora_task):
     samples = reference.sample(prompts, 2, torch.Generator().manual_seed(0))
     repeated = [p for p in prompts for _ in range(2)]
     before = reference.logprobs(repeated, samples).tokens
-    _, _, trained = train(lora_task, DPO(), SamplingConfig(prompts_per_round=2, samples_per_prompt=2), quick(3, lr=5e-2))
+    _, _, trained = train(
+        lora_task, DPO(), SamplingConfig(prompts_per_round=2, samples_per_prompt=2), quick(3, lr=5e-2)
+    )
     after_ref = AdapterOffReference(trained).logprobs(repeated, samples).tokens
     after_policy = trained.logprobs(repeated, samples).tokens.detach()
     assert torch.allclose(before, after_ref, atol=1e-6), "disabling the adapters must give the untouched base"
@@ -122,21 +140,34 @@ def test_lora_trains_adapters_only_and_the_reference_is_the_base(lora_task):
     assert state and all("lora_" in k for k in state), "a LoRA checkpoint holds only the adapters"
 
 
+def test_ppo_with_lora_has_a_lora_critic(lora_task):
+    ppo = PPO()
+    train(lora_task, ppo, SamplingConfig(prompts_per_round=2, samples_per_prompt=2), quick())
+    trainable = [n for n, p in ppo.value_model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or n.startswith("head.") for n in trainable)
+
+
 # ---- checkpoint / resume -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
 def test_interrupted_run_resumes_to_the_same_numbers(task, lora_task, tmp_path, lora):
     t = lora_task if lora else task
     sampling = SamplingConfig(prompts_per_round=2, samples_per_prompt=2)
-    whole_eval, whole_rows, whole = train(t, DPO(), sampling, quick(4, checkpoint_every=1, eval_every=2), run_dir=tmp_path / "whole")
+    whole_eval, whole_rows, whole = train(
+        t, DPO(), sampling, quick(4, checkpoint_every=1, eval_every=2), run_dir=tmp_path / "whole"
+    )
     whole_weights = weights(whole).clone()
     train(t, DPO(), sampling, quick(2, checkpoint_every=1, eval_every=2), run_dir=tmp_path / "cut")  # "killed" after 2
-    resumed_eval, resumed_rows, resumed = train(t, DPO(), sampling, quick(4, checkpoint_every=1, eval_every=2), run_dir=tmp_path / "cut")
+    resumed_eval, resumed_rows, resumed = train(
+        t, DPO(), sampling, quick(4, checkpoint_every=1, eval_every=2), run_dir=tmp_path / "cut"
+    )
 
     def numbers(rows):
         return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
 
     assert numbers(resumed_rows) == numbers(whole_rows)
-    assert {k: v for k, v in resumed_eval.items() if k != "wall_seconds"} == {k: v for k, v in whole_eval.items() if k != "wall_seconds"}
+    assert {k: v for k, v in resumed_eval.items() if k != "wall_seconds"} == {
+        k: v for k, v in whole_eval.items() if k != "wall_seconds"
+    }
     assert torch.equal(weights(resumed), whole_weights)
 
 
@@ -150,11 +181,16 @@ def test_sample_data_files():
 
 def test_pair_formats_jsonl_and_parquet(tmp_path):
     rows = [
-        {"prompt": "hi?", "chosen": [{"role": "user", "content": "hi?"}, {"role": "assistant", "content": "hello"}],
-         "rejected": [{"role": "user", "content": "hi?"}, {"role": "assistant", "content": "go away"}]},
+        {
+            "prompt": "hi?",
+            "chosen": [{"role": "user", "content": "hi?"}, {"role": "assistant", "content": "hello"}],
+            "rejected": [{"role": "user", "content": "hi?"}, {"role": "assistant", "content": "go away"}],
+        },
     ]
-    hh = {"chosen": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: 2+2?\n\nAssistant: 4",
-          "rejected": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: 2+2?\n\nAssistant: 5"}
+    hh = {
+        "chosen": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: 2+2?\n\nAssistant: 4",
+        "rejected": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: 2+2?\n\nAssistant: 5",
+    }
     plain = {"prompt": "2+2?", "chosen": "4", "rejected": "5"}
     for name, row in (("uf", rows[0]), ("hh", hh), ("plain", plain)):
         path = tmp_path / f"{name}.jsonl"
@@ -192,7 +228,9 @@ def test_missing_model_path():
 
 
 def test_unreachable_hub_id_offline():
-    with pytest.raises(ConfigError, match=r"model path no-such-org/no-such-model does not exist locally.*Fix:.*smollm2"):
+    with pytest.raises(
+        ConfigError, match=r"model path no-such-org/no-such-model does not exist locally.*Fix:.*smollm2"
+    ):
         FullScaleTask(model="no-such-org/no-such-model")
 
 
@@ -207,7 +245,9 @@ def test_tokenizer_without_chat_template(tmp_path):
 
 
 def test_context_overflow_names_the_prompt():
-    with pytest.raises(DataError, match=r"prompts.jsonl row \d+: its \d+ tokens plus task.max_new_tokens=6 exceed .* 60 tokens.*Fix:"):
+    with pytest.raises(
+        DataError, match=r"prompts.jsonl row \d+: its \d+ tokens plus task.max_new_tokens=6 exceed .* 60 tokens.*Fix:"
+    ):
         make_task(max_context=60)
 
 
@@ -274,7 +314,10 @@ def test_reward_model_training_raises_held_out_accuracy():
     torch.manual_seed(0)
     losses = train_reward_model(model, tokenizer, train_pairs, epochs=5, lr=1e-3, batch_size=8)
     after = pairwise_accuracy(model, tokenizer, held_out)
-    print(f"reward model held-out pairwise accuracy: {before:.2f} -> {after:.2f}; Bradley-Terry loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+    print(
+        f"reward model held-out pairwise accuracy: {before:.2f} -> {after:.2f}; "
+        f"Bradley-Terry loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+    )
     assert losses[-1] < losses[0]
     assert after > before and after >= 0.8
 
@@ -290,19 +333,39 @@ def test_task_configs_compose_and_match_the_constructor(option):
     task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
     assert task_cfg.pop("_target_") == "full_scale.FullScaleTask"
     params = set(inspect.signature(FullScaleTask).parameters)
-    assert set(task_cfg) == params, f"keys not in FullScaleTask: {set(task_cfg) - params}; missing: {params - set(task_cfg)}"
+    assert set(task_cfg) == params, (
+        f"keys not in FullScaleTask: {set(task_cfg) - params}; missing: {params - set(task_cfg)}"
+    )
     assert cfg.sampling.samples_per_prompt == 2 and cfg.train.lr > 0
 
 
 def test_cli_runs_tier_3_with_task_alone(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=str(ROOT))
-    command = [sys.executable, "-m", "alignlab", "task=full_scale", "task.model=tiny", "task.max_new_tokens=4", "task.eval_prompts=2",
-               "algo=dpo", "train.iterations=2", "train.checkpoint_every=1", "plot=false", f"hydra.run.dir={tmp_path}"]
+    command = [
+        sys.executable,
+        "-m",
+        "alignlab",
+        "task=full_scale",
+        "task.model=tiny",
+        "task.max_new_tokens=4",
+        "task.eval_prompts=2",
+        "algo=dpo",
+        "train.iterations=2",
+        "train.checkpoint_every=1",
+        "plot=false",
+        f"hydra.run.dir={tmp_path}",
+    ]
     result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {"reward", "kl_ref", "mean_length"} <= set(summary) and summary["task"] == "full_scale"
     assert (tmp_path / "samples.jsonl").exists() and (tmp_path / "checkpoint.pt").exists()
-    bad = subprocess.run(command[:4] + ["task.model=/no/such/model", f"hydra.run.dir={tmp_path / 'bad'}"], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        command[:4] + ["task.model=/no/such/model", f"hydra.run.dir={tmp_path / 'bad'}"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "model path /no/such/model does not exist" in bad.stderr

