@@ -21,7 +21,16 @@ METRICS = "metrics.csv"
 CHECKPOINT = "checkpoint.pt"
 
 
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank of a multi-process launch (accelerate / torchrun set RANK)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically. In a multi-process run only rank 0 writes: every rank holds the same
+    weights and metrics, and one writer keeps the run directory free of races."""
+    if not is_main_process():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

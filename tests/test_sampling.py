@@ -128,3 +128,14 @@ def test_an_interrupted_run_resumes_to_the_same_numbers(tmp_path):
     assert (tmp_path / "checkpoint.pt").exists()
     resumed = strip_time(train(task, PPO(), SamplingConfig(sync_every=3), cfg, seed=0, run_dir=tmp_path)[1])
     assert resumed == reference
+
+
+def test_only_rank_zero_writes_the_run_directory(tmp_path, monkeypatch):
+    from alignlab.rundir import write_json
+
+    monkeypatch.setenv("RANK", "1")
+    write_json(tmp_path / "summary.json", {"reward": 1.0})
+    assert not (tmp_path / "summary.json").exists()
+    monkeypatch.setenv("RANK", "0")
+    write_json(tmp_path / "summary.json", {"reward": 1.0})
+    assert (tmp_path / "summary.json").exists()
