@@ -164,6 +164,14 @@ class BenchTask:
         return {"reward": 0.0, "kl_ref": 0.0}
 
 
+def models_held(objective: str, lora_r: int) -> str:
+    """What each objective keeps in memory (the reward here is a rule; a learned reward model adds one more).
+    With LoRA the reference is the policy with its adapters off: one copy of the base weights for both."""
+    reference = "reference (adapters off)" if lora_r else "reference"
+    held = {"dpo": ["policy", reference], "grpo": ["policy", reference], "ppo": ["policy", reference, "value"]}
+    return " + ".join(held[objective]) + " (+ reward model)"
+
+
 def run(name: str, args, device: torch.device, dtype: torch.dtype) -> dict:
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -231,12 +239,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f"\n{where}; LoRA r={args.lora_r or 'off (full)'}; {args.prompts} prompts x {args.samples} samples; "
         f"prompt {args.prompt_len} + {args.new_tokens} new tokens; peak {args.peak_tflops:g} TFLOP/s"
     )
-    print("| objective | params (B) | s / iteration | trained tokens/s | MFU | max memory (GB) |")
-    print("|---|---|---|---|---|---|")
+    print("| objective | models held | params (B) | s / iteration | trained tokens/s | MFU | max memory (GB) |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
         print(
-            f"| {r['objective']} | {r['params_b']:.3g} | {r['s_per_iter']:.2f} | {r['tokens_per_s']:.1f} | "
-            f"{100 * r['mfu']:.2f}% | {r['max_mem_gb']:.1f} |"
+            f"| {r['objective']} | {models_held(r['objective'], args.lora_r)} | {r['params_b']:.3g} | "
+            f"{r['s_per_iter']:.2f} | {r['tokens_per_s']:.1f} | {100 * r['mfu']:.2f}% | {r['max_mem_gb']:.1f} |"
         )
     return results
 
