@@ -124,16 +124,7 @@ def load_tokenizer(source: ModelSource, chat_template: str | None = None):
     if source.kind == "tiny":
         tokenizer = tiny_tokenizer()
     else:
-        kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
-        except OSError as error:
-            if source.kind == "hub":
-                raise hub_error(source.path, error) from None
-            raise ConfigError(
-                f"no tokenizer could be loaded from {source.describe()} ({error})",
-                "point task.tokenizer at a tokenizer directory",
-            ) from None
+        tokenizer = from_source(AutoTokenizer, source, "tokenizer", "point task.tokenizer at a tokenizer directory")
     if chat_template == "plain":
         tokenizer.chat_template = PLAIN_TEMPLATE
     elif chat_template:
@@ -153,6 +144,18 @@ def load_tokenizer(source: ModelSource, chat_template: str | None = None):
     return tokenizer
 
 
+def from_source(loader, source: ModelSource, what: str, fix: str, **kwargs):
+    """`loader.from_pretrained` on a resolved source (its GGUF file included), failing with one clear error."""
+    if source.gguf_file:
+        kwargs["gguf_file"] = source.gguf_file
+    try:
+        return loader.from_pretrained(source.path, **kwargs)
+    except OSError as error:
+        if source.kind == "hub":
+            raise hub_error(source.path, error) from None
+        raise ConfigError(f"no {what} could be loaded from {source.describe()} ({error})", fix) from None
+
+
 def load_causal_lm(source: ModelSource, tokenizer, dtype: torch.dtype, device: torch.device) -> nn.Module:
     """The model in eval mode (no dropout: sampling and scoring must agree), on `device` in `dtype`."""
     from transformers import AutoModelForCausalLM
@@ -162,16 +165,9 @@ def load_causal_lm(source: ModelSource, tokenizer, dtype: torch.dtype, device: t
     if source.kind == "tiny":
         model = tiny_model(tokenizer)
     else:
-        kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-        try:
-            model = AutoModelForCausalLM.from_pretrained(source.path, dtype=dtype, **kwargs)
-        except OSError as error:
-            if source.kind == "hub":
-                raise hub_error(source.path, error) from None
-            raise ConfigError(
-                f"no causal LM could be loaded from {source.describe()} ({error})",
-                "point task.model at a Hugging Face model directory",
-            ) from None
+        model = from_source(
+            AutoModelForCausalLM, source, "causal LM", "point task.model at a Hugging Face model directory", dtype=dtype
+        )
         # A dequantized GGUF model is a plain float model; the leftover marker would confuse peft and saving.
         if getattr(model.config, "quantization_config", None) is not None and source.gguf_file:
             del model.config.quantization_config

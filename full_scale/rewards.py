@@ -110,7 +110,7 @@ class RewardModel:
     def load(cls, spec: str, device: torch.device, dtype: torch.dtype, **kwargs) -> RewardModel:
         from transformers import AutoModelForSequenceClassification
 
-        from full_scale.models import hub_error, resolve_model
+        from full_scale.models import from_source, resolve_model
 
         source = resolve_model(spec)
         if source.kind == "tiny":
@@ -118,17 +118,9 @@ class RewardModel:
                 "task.reward_model=tiny is an untrained head",
                 "train one with python -m full_scale.train_reward_model and pass its directory",
             )
-        extra = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-        try:
-            tokenizer = _plain_tokenizer(source)
-            model = AutoModelForSequenceClassification.from_pretrained(source.path, dtype=dtype, **extra)
-        except OSError as error:
-            if source.kind == "hub":
-                raise hub_error(source.path, error) from None
-            raise ConfigError(
-                f"no reward model could be loaded from {source.describe()} ({error})",
-                "point task.reward_model at a sequence-classification model directory",
-            ) from None
+        fix = "point task.reward_model at a sequence-classification model directory"
+        tokenizer = _plain_tokenizer(source, fix)
+        model = from_source(AutoModelForSequenceClassification, source, "reward model", fix, dtype=dtype)
         return cls(model.to(device).eval().requires_grad_(False), tokenizer, name=spec, **kwargs)
 
     @property
@@ -145,12 +137,13 @@ class RewardModel:
         return torch.cat(parts)
 
 
-def _plain_tokenizer(source):
+def _plain_tokenizer(source, fix: str):
     """A reward model's tokenizer, with or without a chat template (a plain transcript is used without)."""
     from transformers import AutoTokenizer
 
-    extra = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-    tokenizer = AutoTokenizer.from_pretrained(source.path, **extra)
+    from full_scale.models import from_source
+
+    tokenizer = from_source(AutoTokenizer, source, "reward model tokenizer", fix)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -20,7 +20,7 @@ import torch
 
 from alignlab.errors import AlignlabError
 from full_scale.data import load_pairs
-from full_scale.models import hub_error, load_tokenizer, pick_device, resolve_model
+from full_scale.models import from_source, load_tokenizer, pick_device, resolve_model
 from full_scale.rewards import pairwise_accuracy, train_reward_model
 
 
@@ -34,14 +34,15 @@ def load_base(spec: str, device: torch.device):
     tokenizer = load_tokenizer(source, chat_template=None) if source.kind != "hub" else None
     if source.kind == "tiny":
         return tiny_reward_model(tokenizer).to(device), tokenizer
-    extra = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-    try:
-        tokenizer = tokenizer or load_tokenizer(source)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source.path, num_labels=1, dtype=torch.float32, **extra
-        )
-    except OSError as error:
-        raise hub_error(source.path, error) from None
+    tokenizer = tokenizer or load_tokenizer(source)
+    model = from_source(
+        AutoModelForSequenceClassification,
+        source,
+        "base model",
+        "pass --base a causal LM directory, smollm2 or tiny",
+        num_labels=1,
+        dtype=torch.float32,
+    )
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(device), tokenizer
 

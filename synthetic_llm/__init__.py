@@ -9,6 +9,10 @@ from synthetic_llm.task import SyntheticLMTask
 from synthetic_llm.tokenizer import CharTokenizer, check_tokenizer_matches
 
 __all__ = [
-    "CausalLMPolicy", "CausalLMValue", "CharTokenizer", "SyntheticLMTask", "TokenCompletions",
+    "CausalLMPolicy",
+    "CausalLMValue",
+    "CharTokenizer",
+    "SyntheticLMTask",
+    "TokenCompletions",
     "check_tokenizer_matches",
 ]

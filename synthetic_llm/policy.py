@@ -85,8 +85,8 @@ def left_pad(prompts: list[Tensor], pad_token_id: int) -> tuple[Tensor, Tensor]:
     ids = torch.full((len(rows), length), pad_token_id, dtype=torch.long)
     attention = torch.zeros((len(rows), length), dtype=torch.long)
     for i, p in enumerate(rows):
-        ids[i, length - p.numel():] = p
-        attention[i, length - p.numel():] = 1
+        ids[i, length - p.numel() :] = p
+        attention[i, length - p.numel() :] = 1
     return ids, attention
 
 
@@ -234,7 +234,7 @@ class CausalLMPolicy(nn.Module):
         device = model_device(self.model)
         ids = ids.to(device)
         logits = self.model(input_ids=ids, attention_mask=attention.to(device), position_ids=position.to(device)).logits
-        logits = logits[:, width - 1: width - 1 + length].float() / self.temperature
+        logits = logits[:, width - 1 : width - 1 + length].float() / self.temperature
         targets = ids[:, width:]
         logps = torch.log_softmax(logits, dim=-1).gather(-1, targets[:, :, None]).squeeze(-1)
         return logps.cpu() * completions.mask
@@ -248,7 +248,7 @@ class CausalLMPolicy(nn.Module):
         parts = []
         for start in range(0, len(completions), size):
             idx = torch.arange(start, min(start + size, len(completions)))
-            parts.append(self._logprobs(prompts[start: start + size], completions[idx]))
+            parts.append(self._logprobs(prompts[start : start + size], completions[idx]))
         tokens = parts[0] if len(parts) == 1 else torch.cat(parts)
         return LogProbs(tokens, completions.mask)
 
@@ -278,5 +278,5 @@ class CausalLMValue(nn.Module):
             input_ids=ids.to(device), attention_mask=attention.to(device), position_ids=position.to(device)
         ).last_hidden_state
         weight = self.head.weight
-        hidden = hidden[:, width - 1: width - 1 + length].to(device=weight.device, dtype=weight.dtype)
+        hidden = hidden[:, width - 1 : width - 1 + length].to(device=weight.device, dtype=weight.dtype)
         return self.head(hidden).squeeze(-1).float().cpu() * completions.mask

@@ -68,8 +68,10 @@ class ReferenceSpec:
         if self.max_length < 1 or self.length_shape <= 0 or self.length_scale <= 0:
             raise ConfigError("the length law needs max_length >= 1, shape > 0 and scale > 0", "fix task.length_*")
         if self.n_embd % self.n_head:
-            raise ConfigError(f"task.n_embd={self.n_embd} is not a multiple of task.n_head={self.n_head}",
-                              "choose n_embd divisible by n_head")
+            raise ConfigError(
+                f"task.n_embd={self.n_embd} is not a multiple of task.n_head={self.n_head}",
+                "choose n_embd divisible by n_head",
+            )
 
     def key(self) -> str:
         text = json.dumps(asdict(self), sort_keys=True)
@@ -162,7 +164,7 @@ def train_reference(spec: ReferenceSpec, tokenizer: CharTokenizer):
     for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
         seq = torch.cat([p, r])
         ids[i, : len(seq)] = seq
-        labels[i, len(p): len(seq)] = r
+        labels[i, len(p) : len(seq)] = r
     model = build_model(spec, tokenizer)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.0)

@@ -109,9 +109,19 @@ class SyntheticLMTask:
         if reference_steps is None:
             reference_steps = 600 if corpus == "arithmetic" else 300
         self.spec = ReferenceSpec(
-            corpus=corpus, seed=reference_seed, n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_positions=n_positions,
-            corpus_size=corpus_size, steps=reference_steps, length_shape=length_shape, length_scale=length_scale,
-            max_length=max_corpus_length, max_operand=max_operand, error_rate=corpus_error_rate,
+            corpus=corpus,
+            seed=reference_seed,
+            n_layer=n_layer,
+            n_embd=n_embd,
+            n_head=n_head,
+            n_positions=n_positions,
+            corpus_size=corpus_size,
+            steps=reference_steps,
+            length_shape=length_shape,
+            length_scale=length_scale,
+            max_length=max_corpus_length,
+            max_operand=max_operand,
+            error_rate=corpus_error_rate,
         )
         self.spec.check()
         if max_corpus_length >= max_new_tokens:
@@ -161,8 +171,13 @@ class SyntheticLMTask:
 
     def _wrap(self, model) -> CausalLMPolicy:
         return CausalLMPolicy(
-            model, self.tokenizer.pad_id, self.tokenizer.eos_id, self.max_new_tokens, self.temperature,
-            self.top_p, logprob_batch_size=self.logprob_batch_size,
+            model,
+            self.tokenizer.pad_id,
+            self.tokenizer.eos_id,
+            self.max_new_tokens,
+            self.temperature,
+            self.top_p,
+            logprob_batch_size=self.logprob_batch_size,
         )
 
     def make_reference(self) -> CausalLMPolicy:
