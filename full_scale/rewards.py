@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from alignlab.errors import ConfigError, DataError
 from full_scale.data import Messages, PairRecord, PromptRecord
+from synthetic_llm.policy import model_max_context
 
 LENGTH_TARGETS = ("short", "long")
 
@@ -261,6 +262,15 @@ class LLMJudge:
             batch = self.tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt").to(device)
         finally:
             self.tokenizer.padding_side = side
+        context = model_max_context(model)
+        needed = batch["input_ids"].shape[1] + self.max_new_tokens
+        if context is not None and needed > context:
+            raise DataError(
+                f"a judge request needs {needed} tokens (the 0-5 prompt with the response, plus "
+                f"task.judge_max_new_tokens={self.max_new_tokens}), over the judge model's context of {context}",
+                "use a judge with a longer context (task.judge=PATH), or lower task.max_new_tokens or "
+                "task.judge_max_new_tokens",
+            )
         was_training = model.training
         model.eval()
         try:

@@ -32,7 +32,7 @@ def tiny_tokenizer(chat_template: str | None = CHATML) -> PreTrainedTokenizerFas
     )
     tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
     tokenizer.chat_template = chat_template
-    tokenizer.model_max_length = 512
+    tokenizer.model_max_length = 4096  # character-level: the judge prompt alone is ~1,800 tokens
     return tokenizer
 
 
@@ -44,7 +44,7 @@ def tiny_config(tokenizer: PreTrainedTokenizerFast, **overrides) -> LlamaConfig:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=4096,
         tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,

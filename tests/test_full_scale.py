@@ -304,6 +304,18 @@ def test_self_judge_and_reward_model_give_a_win_rate(tmp_path):
     assert 0.0 <= result["win_rate"] <= 1.0 and "reference_reward" in result
 
 
+def test_a_judge_request_longer_than_the_judge_context_is_a_clear_error():
+    from full_scale.rewards import LLMJudge
+
+    tokenizer = tiny_tokenizer()
+    model = tiny_model(tokenizer)
+    model.config.max_position_embeddings = 256  # the 0-5 prompt alone is ~1,800 character tokens
+    judge = LLMJudge(lambda: model, tokenizer, max_new_tokens=8)
+    record = load_prompts(sample_file("prompts.jsonl"))[0]
+    with pytest.raises(DataError, match="over the judge model's context of 256.*Fix: use a judge with a longer"):
+        judge.score([record], ["an answer"])
+
+
 def test_reward_model_training_raises_held_out_accuracy():
     pairs = load_pairs(sample_file("pairs.jsonl"))
     order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(0)).tolist()
