@@ -73,8 +73,11 @@ def throughput(task: SyntheticLMTask, repeats: int) -> dict[str, float]:
 
 def dpo_run(task: SyntheticLMTask, regime: str, iterations: int) -> dict:
     sampling = SamplingConfig(
-        name=regime, sync_every=None if regime == "offline" else 1, prompts_per_round=PROMPTS_PER_ROUND,
-        samples_per_prompt=SAMPLES_PER_PROMPT, offline_prompts=256,
+        name=regime,
+        sync_every=None if regime == "offline" else 1,
+        prompts_per_round=PROMPTS_PER_ROUND,
+        samples_per_prompt=SAMPLES_PER_PROMPT,
+        offline_prompts=256,
     )
     config = TrainConfig(iterations=iterations, lr=LR, eval_every=EVAL_EVERY, progress=False)
     evaluation, rows, _ = train(task, DPO(beta=0.1), sampling, config, seed=0)
@@ -100,18 +103,24 @@ def main() -> None:
     online = dpo_run(task, "online", args.iterations)
     offline = dpo_run(task, "offline", args.iterations)
 
-    print(f"synthetic_llm (2x64 GPT-2, vocab {task.tokenizer.vocab_size}, max_new_tokens {task.max_new_tokens}), "
-          f"B={PROMPTS_PER_ROUND} n={SAMPLES_PER_PROMPT}, torch threads {args.threads}; reference {built}")
+    print(
+        f"synthetic_llm (2x64 GPT-2, vocab {task.tokenizer.vocab_size}, max_new_tokens {task.max_new_tokens}), "
+        f"B={PROMPTS_PER_ROUND} n={SAMPLES_PER_PROMPT}, torch threads {args.threads}; reference {built}"
+    )
     print()
     print("| measure | value |")
     print("|---|---|")
     count = PROMPTS_PER_ROUND * SAMPLES_PER_PROMPT
-    print(f"| sample B x n = {count} completions (median) | {speed['sample_s'] * 1e3:.1f} ms "
-          f"({speed['completion_tokens']:.1f} tokens each) |")
+    print(
+        f"| sample B x n = {count} completions (median) | {speed['sample_s'] * 1e3:.1f} ms "
+        f"({speed['completion_tokens']:.1f} tokens each) |"
+    )
     print(f"| sampling throughput | {speed['sample_tok_s']:,.0f} generated tokens/s |")
     print(f"| reference log-probs of the round (median) | {speed['ref_logp_s'] * 1e3:.1f} ms |")
-    print(f"| DPO update: log-probs + backward + Adam on {PROMPTS_PER_ROUND} pairs (median) | "
-          f"{speed['update_s'] * 1e3:.1f} ms |")
+    print(
+        f"| DPO update: log-probs + backward + Adam on {PROMPTS_PER_ROUND} pairs (median) | "
+        f"{speed['update_s'] * 1e3:.1f} ms |"
+    )
     print(f"| training throughput | {speed['update_tok_s']:,.0f} tokens/s (prompt + completion) |")
     for name, run in (("online", online), ("offline", offline)):
         print(f"| {name} DPO, {args.iterations} iterations, wall | {run['wall_seconds']:.1f} s |")
@@ -119,8 +128,10 @@ def main() -> None:
     print("| min_length | reward | mean_length | median | kl_ref |")
     print("|---|---|---|---|---|")
     for name, run in (("reference", reference), ("offline DPO", offline), ("online DPO", online)):
-        print(f"| {name} | {run['reward']:.3f} | {run['mean_length']:.2f} | {run['length_median']:.0f} | "
-              f"{run['kl_ref']:.2f} |")
+        print(
+            f"| {name} | {run['reward']:.3f} | {run['mean_length']:.2f} | {run['length_median']:.0f} | "
+            f"{run['kl_ref']:.2f} |"
+        )
     print()
     marks = [i for i in online["curve"] if i in (10, 20, 30, 50, 100, args.iterations)]
     print("| eval/mean_length at iteration | " + " | ".join(str(i) for i in marks) + " |")

@@ -158,12 +158,19 @@ def test_the_configs_are_found_when_installed_from_a_wheel(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(site))
     where = subprocess.run(
         [sys.executable, "-c", "import importlib.resources as r; print(r.files('alignlab.conf'))"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert where.stdout.strip().startswith(str(site)), where.stdout
     proc = subprocess.run(
         [sys.executable, "-m", "alignlab", "train.iterations=5", "plot=false", "train.progress=false", "algo=rloo"],
-        cwd=tmp_path, env=env, capture_output=True, text=True,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     assert read_summary(tmp_path / "outputs" / "algo=rloo,train.iterations=5")["algo"] == "rloo"

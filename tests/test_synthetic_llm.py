@@ -21,8 +21,22 @@ from synthetic_llm.task import bradley_terry_scores, completion_lengths
 from synthetic_llm.tokenizer import check_tokenizer_matches
 
 ALGOS = (
-    "sft", "best_of_n", "best_of_n_neg_worst", "best_of_n_neg_worse", "raft", "rest", "rwr", "superhf",
-    "reinforce", "rloo", "grpo", "ppo", "dpo", "ipo", "kto", "cpo",
+    "sft",
+    "best_of_n",
+    "best_of_n_neg_worst",
+    "best_of_n_neg_worse",
+    "raft",
+    "rest",
+    "rwr",
+    "superhf",
+    "reinforce",
+    "rloo",
+    "grpo",
+    "ppo",
+    "dpo",
+    "ipo",
+    "kto",
+    "cpo",
 )
 REWARDS = ("min_length", "mean_length", "arithmetic")
 REGIMES = ("online", "offline", "semi_online")
@@ -51,9 +65,19 @@ def tiny_model(vocab_size: int = 8, n_positions: int = 16):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=32, n_layer=2, n_head=4,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=1, eos_token_id=2,
-                        pad_token_id=0)
+    config = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=n_positions,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
     return GPT2LMHeadModel(config)
 
 
@@ -78,8 +102,8 @@ def test_logprobs_do_not_depend_on_padding_or_micro_batching():
     for i, prompt in enumerate(rows):
         length = int(completions.mask[i].sum())
         seq = torch.cat([prompt, completions.tokens[i, :length]])
-        logits = model(seq[None]).logits[0, len(prompt) - 1: len(prompt) - 1 + length]
-        alone = torch.log_softmax(logits, -1).gather(-1, seq[len(prompt):, None]).squeeze(-1)
+        logits = model(seq[None]).logits[0, len(prompt) - 1 : len(prompt) - 1 + length]
+        alone = torch.log_softmax(logits, -1).gather(-1, seq[len(prompt) :, None]).squeeze(-1)
         torch.testing.assert_close(batched.tokens[i, :length], alone, atol=1e-5, rtol=1e-5)
         assert (batched.tokens[i, length:] == 0).all()
     micro = policy.logprobs(rows, completions, logprob_batch_size=2)
@@ -284,7 +308,7 @@ def test_cached_reference_is_reused_and_a_damaged_file_is_rebuilt(tmp_path):
         assert torch.equal(a, b)
 
     data = bytearray(first.reference_path.read_bytes())
-    data[len(data) // 2: len(data) // 2 + 64] = b"garbage!" * 8
+    data[len(data) // 2 : len(data) // 2 + 64] = b"garbage!" * 8
     first.reference_path.write_bytes(bytes(data))
     third = SyntheticLMTask(**small)
     with pytest.warns(UserWarning, match="damaged.*checksum mismatch.*rebuilding"):
@@ -331,8 +355,13 @@ def compose_and_train(cache_dir: str, overrides: list[str]) -> tuple[dict, list[
 
 
 TINY = [
-    "train.iterations=2", "train.eval_every=2", "train.progress=false", "sampling.prompts_per_round=2",
-    "sampling.samples_per_prompt=3", "sampling.offline_prompts=4", "task.eval_prompts=2",
+    "train.iterations=2",
+    "train.eval_every=2",
+    "train.progress=false",
+    "sampling.prompts_per_round=2",
+    "sampling.samples_per_prompt=3",
+    "sampling.offline_prompts=4",
+    "task.eval_prompts=2",
     "task.eval_samples_per_prompt=2",
 ]
 
@@ -357,7 +386,10 @@ def test_every_objective_runs_in_every_regime(cache_dir, algo, regime):
 # ---- does it learn ---------------------------------------------------------------------------------------
 def dpo_run(task: SyntheticLMTask, regime: str, iterations: int, lr: float) -> dict:
     sampling = SamplingConfig(
-        name=regime, sync_every=None if regime == "offline" else 1, prompts_per_round=8, samples_per_prompt=4,
+        name=regime,
+        sync_every=None if regime == "offline" else 1,
+        prompts_per_round=8,
+        samples_per_prompt=4,
         offline_prompts=256,
     )
     config = TrainConfig(iterations=iterations, lr=lr, eval_every=iterations, progress=False)
@@ -389,16 +421,25 @@ def test_online_rloo_raises_arithmetic_accuracy(cache_dir):
     task = SyntheticLMTask(reward="arithmetic", cache_dir=cache_dir)
     reference = task.evaluate(task.make_reference(), torch.Generator().manual_seed(0))
     sampling = SamplingConfig(prompts_per_round=8, samples_per_prompt=4)
-    evaluation, _, _ = train(task, RLOO(), sampling, TrainConfig(iterations=150, lr=1e-4, progress=False,
-                                                                 eval_every=150), seed=0)
+    evaluation, _, _ = train(
+        task, RLOO(), sampling, TrainConfig(iterations=150, lr=1e-4, progress=False, eval_every=150), seed=0
+    )
     assert evaluation["accuracy"] > reference["accuracy"] + 0.08
 
 
 def test_command_line_run_writes_mean_length_and_the_distribution(cli, cache_dir):
     from conftest import read_summary
 
-    cli("task=synthetic_llm", "task.reward=mean_length", "algo=dpo", "sampling=online", f"task.cache_dir={cache_dir}",
-        "train.iterations=3", "plot=false", f"hydra.run.dir={cli.dir}/run")
+    cli(
+        "task=synthetic_llm",
+        "task.reward=mean_length",
+        "algo=dpo",
+        "sampling=online",
+        f"task.cache_dir={cache_dir}",
+        "train.iterations=3",
+        "plot=false",
+        f"hydra.run.dir={cli.dir}/run",
+    )
     summary = read_summary(cli.dir / "run")
     assert summary["task"] == "synthetic_llm" and 0 < summary["mean_length"] < 24
     header = (cli.dir / "run" / "distribution.csv").read_text().splitlines()[0]
