@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.resources
 import math
 
 import pytest
@@ -20,23 +21,13 @@ from synthetic_llm.policy import left_pad, positions
 from synthetic_llm.task import bradley_terry_scores, completion_lengths
 from synthetic_llm.tokenizer import check_tokenizer_matches
 
-ALGOS = (
-    "sft",
-    "best_of_n",
-    "best_of_n_neg_worst",
-    "best_of_n_neg_worse",
-    "raft",
-    "rest",
-    "rwr",
-    "superhf",
-    "reinforce",
-    "rloo",
-    "grpo",
-    "ppo",
-    "dpo",
-    "ipo",
-    "kto",
-    "cpo",
+# Every objective shipped in conf/algo/: a new one is covered without editing this file.
+ALGOS = tuple(
+    sorted(
+        p.name[:-5]
+        for p in importlib.resources.files("alignlab.conf").joinpath("algo").iterdir()
+        if p.name.endswith(".yaml")
+    )
 )
 REWARDS = ("min_length", "mean_length", "arithmetic")
 REGIMES = ("online", "offline", "semi_online")
