@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from alignlab.errors import AlignlabError
 from alignlab.rundir import CHECKPOINT, METRICS, SUMMARY, check_writable, write_json, write_metrics
 from alignlab.sampling import SamplingConfig
-from alignlab.train import TrainConfig, train
+from alignlab.train import TrainConfig, check_run, train
 
 GROUPS = ("task", "algo", "sampling", "experiment")
 
@@ -153,11 +153,11 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     algo_cfg.pop("name", None)
     sampling = SamplingConfig(**OmegaConf.to_container(cfg.sampling, resolve=True))
     train_cfg = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
-    sampling.check()
-    train_cfg.check()
     objective = build(algo_cfg)
-    objective.check(sampling.samples_per_prompt)
+    check_run(objective, sampling, train_cfg)  # before the task is built: that may load a model
     task = build(task_cfg)
+    if cfg.force:  # a forced re-run starts afresh instead of resuming an old checkpoint
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)
 
     evaluation, rows, policy = train(task, objective, sampling, train_cfg, seed=cfg.seed, run_dir=run_dir)
     write_metrics(run_dir / METRICS, rows)
@@ -192,8 +192,6 @@ def run_seeds(cfg: DictConfig, run_dir: Path) -> dict:
         (seed_dir / ".hydra").mkdir(parents=True, exist_ok=True)
         OmegaConf.save(seed_cfg, seed_dir / ".hydra" / "config.yaml")
         OmegaConf.save(OmegaConf.create(overrides + [f"seed={seed}"]), seed_dir / ".hydra" / "overrides.yaml")
-        if cfg.force:
-            (seed_dir / CHECKPOINT).unlink(missing_ok=True)
         summaries.append(run_experiment(seed_cfg, seed_dir))
     aggregate = {"seeds": [s["seed"] for s in summaries], "num_seeds": len(summaries)}
     for key, value in summaries[0].items():
@@ -216,8 +214,6 @@ def run(cfg: DictConfig) -> dict | None:
         return json.loads(summary_path.read_text())
     if cfg.num_seeds < 1:
         fail(f"num_seeds={cfg.num_seeds} is below 1. Fix: set num_seeds=1 or more.")
-    if cfg.force:
-        (run_dir / CHECKPOINT).unlink(missing_ok=True)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     try:

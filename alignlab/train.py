@@ -41,21 +41,34 @@ class TrainConfig:
             raise ConfigError(f"train.eval_every={self.eval_every} is below 1", "set train.eval_every=1 or more")
 
 
-def score(task, prompts: list, completions) -> torch.Tensor:
-    """The task's reward, checked: a tensor of one finite score per completion."""
-    rewards = torch.as_tensor(task.reward(prompts, completions), dtype=torch.float32)
-    if rewards.shape != (len(prompts),):
+def check_rewards(rewards, count: int, source: str) -> torch.Tensor:
+    """Rewards as a float tensor of `count` finite scores, or a RewardError naming `source` and the fix."""
+    rewards = torch.as_tensor(rewards, dtype=torch.float32)
+    if rewards.shape != (count,):
         raise RewardError(
-            f"the reward returned shape {tuple(rewards.shape)} for {len(prompts)} completions",
+            f"{source} returned shape {tuple(rewards.shape)} for {count} completions",
             "return one score per completion (a 1-D tensor)",
         )
     bad = ~torch.isfinite(rewards)
     if bad.any():
         raise RewardError(
-            f"the reward returned NaN or inf for {int(bad.sum())} of {len(prompts)} completions",
+            f"{source} returned NaN or inf for {int(bad.sum())} of {count} completions",
             "make the reward function return finite numbers (check divisions and empty completions)",
         )
     return rewards
+
+
+def score(task, prompts: list, completions) -> torch.Tensor:
+    """The task's reward, checked: a tensor of one finite score per completion."""
+    return check_rewards(task.reward(prompts, completions), len(prompts), "the reward")
+
+
+def check_run(objective: Objective, sampling: SamplingConfig, cfg: TrainConfig) -> None:
+    """Every check of a run's settings that needs no task: the CLI calls it before it builds the task (which
+    may load a model), train() again for callers that come straight to it."""
+    sampling.check()
+    cfg.check()
+    objective.check(sampling.samples_per_prompt)
 
 
 def collect(sampler: Sampler, task, objective: Objective, reference) -> Rollout:
@@ -91,9 +104,7 @@ def train(
     Returns (final evaluation, metrics rows, policy). With `run_dir`, metrics are written there and, with
     `cfg.checkpoint_every`, checkpoints too; an existing checkpoint is resumed.
     """
-    sampling.check()
-    cfg.check()
-    objective.check(sampling.samples_per_prompt)
+    check_run(objective, sampling, cfg)
 
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -106,10 +117,8 @@ def train(
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
     sampler = Sampler(sampling, task, policy, generator)
     if sampler.offline is not None:
-        score_check = sampler.offline.rewards
-        if not torch.isfinite(score_check).all():
-            raise RewardError("the offline data has NaN or inf rewards", "fix the reward or the dataset's scores")
         offline = sampler.offline
+        check_rewards(offline.rewards, len(offline), "the offline data's reward")
         with torch.no_grad():  # the reference is frozen: score the fixed dataset once
             if objective.needs_reference or (objective.needs_old_logps and offline.old_logps is None):
                 offline.ref_logps = reference.logprobs(offline.prompts, offline.completions)

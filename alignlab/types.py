@@ -7,7 +7,7 @@ completion can be a bandit arm (a LongTensor of arm ids) or a batch of token seq
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -120,9 +120,6 @@ class Rollout:
             old_logps=cat_logps("old_logps"),
             extras={k: torch.cat([p.extras[k] for p in parts]) for k in keys},
         )
-
-    def with_logps(self, **kwargs: LogProbs) -> Rollout:
-        return replace(self, **kwargs)
 
 
 @runtime_checkable

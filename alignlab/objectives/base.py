@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-import torch
 from torch import Tensor, nn
 
 from alignlab.errors import ConfigError
@@ -107,7 +106,3 @@ class Objective:
         if self.kl_coef > 0 and self.kl_in == "reward":
             return rollout.rewards - self.kl_coef * self.sequence_kl(rollout.old_logps, rollout.ref_logps)
         return rollout.rewards
-
-
-def mean_metric(x: Tensor) -> Tensor:
-    return x.detach().mean() if x.numel() else torch.tensor(float("nan"))
