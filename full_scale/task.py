@@ -27,7 +27,7 @@ from full_scale.data import PairRecord, PromptRecord, load_pairs, load_prompts, 
 from full_scale.models import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model
 from full_scale.policy import AdapterOffReference, DistributedPolicy, FullScalePolicy, unwrap
 from full_scale.rewards import LengthReward, LLMJudge, MathReward, RewardModel
-from synthetic_llm.policy import CausalLMValue, TokenCompletions
+from synthetic_llm.policy import CausalLMValue, TokenCompletions, model_max_context
 
 REWARDS = ("length", "reward_model", "judge", "math")
 BACKENDS = ("transformers", "vllm")
@@ -130,7 +130,7 @@ class FullScaleTask:
                     "add gold answers to the prompts",
                 )
         self.base = load_causal_lm(source, self.tokenizer, self.dtype, self.device)
-        self.max_context = max_context or _model_context(self.base)
+        self.max_context = max_context or model_max_context(self.base)
         self.policy_kwargs = dict(
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
@@ -354,13 +354,7 @@ class FullScaleTask:
         return result
 
     def artifacts(self, policy, run_dir: Path) -> None:
-        """samples.jsonl: the last evaluation's held-out prompts with policy (and reference) answers."""
-        if self.rank != 0:
-            return
+        """samples.jsonl: the last evaluation's held-out prompts with policy (and reference) answers (rank 0
+        writes it, as every run-directory file)."""
         lines = "".join(json.dumps(s) + "\n" for s in self.last_samples)
         atomic_write_bytes(Path(run_dir) / "samples.jsonl", lines.encode())
-
-
-def _model_context(model: nn.Module) -> int | None:
-    value = getattr(model.config, "max_position_embeddings", None)
-    return value if isinstance(value, int) and value > 0 else None
