@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib.resources
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -22,8 +23,18 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from alignlab.errors import AlignlabError
-from alignlab.rundir import CHECKPOINT, METRICS, SUMMARY, check_writable, write_json, write_metrics
+from alignlab.rundir import (
+    CHECKPOINT,
+    METRICS,
+    SUMMARY,
+    check_file_slots,
+    check_writable,
+    finished_run_problem,
+    write_json,
+    write_metrics,
+)
 from alignlab.sampling import SamplingConfig
+from alignlab.schema import check_config, schema_type
 from alignlab.train import TrainConfig, check_run, train
 
 GROUPS = ("task", "algo", "sampling", "experiment")
@@ -44,10 +55,26 @@ def group_options(group: str) -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+# The run directory when this command created it (Hydra does, before the run starts): a run that stops on a
+# bad setting before training removes it again, so that a refused command leaves nothing behind.
+FRESH_RUN_DIR: Path | None = None
+
+
+def remove_if_fresh(run_dir: Path) -> None:
+    """Remove the directories this command created for `run_dir` (the topmost that did not exist before)."""
+    if FRESH_RUN_DIR is not None and Path(run_dir).absolute().is_relative_to(FRESH_RUN_DIR):
+        shutil.rmtree(FRESH_RUN_DIR, ignore_errors=True)
+
+
 class OutputDirCheck(Callback):
     """Refuse an output directory that cannot be written before Hydra creates anything in it."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        global FRESH_RUN_DIR
+        FRESH_RUN_DIR = None
+        created = Path(config.hydra.run.dir).absolute()
+        while not created.exists():
+            FRESH_RUN_DIR, created = created, created.parent
         self._check(config.hydra.run.dir, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
@@ -89,50 +116,104 @@ def _overrides(argv: list[str]) -> list[str]:
     return out
 
 
+def _suggest_option(group: str, value: str, options: list[str]) -> str:
+    lower = {o.lower(): o for o in options}
+    close = difflib.get_close_matches(value.lower(), list(lower), n=1)
+    return f"did you mean {group}={lower[close[0]]}? " if close else ""
+
+
+def _leaf_keys(node, prefix: str = "") -> list[str]:
+    keys = []
+    for key in node.keys():
+        full = f"{prefix}{key}"
+        child = node._get_node(key)
+        keys.extend(_leaf_keys(child, f"{full}.") if isinstance(child, DictConfig) else [full])
+    return keys
+
+
+def unknown_key_message(key: str, cfg: DictConfig | None) -> str:
+    """One line for a key that no schema has, with the closest real keys."""
+    known = _leaf_keys(cfg) if cfg is not None else []
+    last = key.rsplit(".", 1)[-1]
+    same_name = [k for k in known if k.rsplit(".", 1)[-1] == last and k != key]
+    close = same_name or difflib.get_close_matches(key, known, n=3, cutoff=0.75)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    parent = key.rsplit(".", 1)[0] if "." in key else ""
+    return f"unknown key '{key}' (no {parent or 'top-level'} setting has that name). Fix: {hint}check the spelling."
+
+
+def composition_error_message(error: Exception, cfg: DictConfig | None) -> str:
+    """Hydra's and OmegaConf's multi-line composition errors as one line naming the key and the fix."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    cause = error.__cause__ or error
+    key = getattr(cause, "full_key", None)
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and key:
+        return unknown_key_message(key, cfg)
+    if isinstance(cause, ValidationError) and key:
+        problem = str(cause).splitlines()[0].rstrip(".")
+        declared = schema_type(getattr(cause, "object_type", None), getattr(cause, "key", None))
+        kind = f" ({declared})" if declared else ""
+        return f"{key}: {problem}. Fix: give {key} a value of its type{kind}."
+    return " ".join(str(error).split())
+
+
 def precheck(argv: list[str]) -> None:
-    """Name an unknown option or key in one line, with the fix, before Hydra composes anything."""
+    """Compose and check the config before Hydra creates anything: an unknown option or key, a wrong type or an
+    out-of-range value stops here with one line naming the key and the fix, and nothing is written."""
+    from hydra import compose, initialize_config_module
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
         overrides = OverridesParser.create().parse_overrides(_overrides(argv))
     except Exception:
         return  # Hydra reports syntax errors itself
-    selections = []
+    overrides = [o for o in overrides if not o.is_hydra_override()]
+    fixed, sweeps = [], []
     for o in overrides:
-        if o.is_hydra_override() or o.is_add() or o.is_delete():
-            continue
         key = o.key_or_group
-        if key in GROUPS:
-            values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
-            if o.is_sweep_override() and not o.is_discrete_sweep():
-                continue
+        values = None
+        if o.is_sweep_override():
+            try:
+                values = list(o.sweep_string_iterator())
+            except Exception:
+                continue  # a range or interval sweep of numbers: checked by the jobs themselves
+            sweeps.append([f"{o.get_key_element()}={v}" for v in values])
+        else:
+            fixed.append(o.input_line)
+        if key in GROUPS and not (o.is_add() or o.is_delete()):
             options = group_options(key)
-            for value in values:
+            for value in values if values is not None else [o.value()]:
                 if value is not None and str(value) not in options:
-                    close = difflib.get_close_matches(str(value), options, n=1)
-                    hint = f"did you mean {key}={close[0]}? " if close else ""
+                    hint = _suggest_option(key, str(value), options)
                     fail(f"unknown {key} '{value}'. Fix: {hint}choose one of {', '.join(options)}.")
-            selections.append(f"{key}={values[0]}")
-    dotted = [
-        o
-        for o in overrides
-        if not (o.is_hydra_override() or o.is_add() or o.is_delete()) and o.key_or_group not in GROUPS
-    ]
-    if not dotted:
-        return
-    from hydra import compose, initialize_config_module
-
+    variants = [fixed] + [fixed + [v] for sweep in sweeps for v in sweep]
     with initialize_config_module("alignlab.conf", version_base="1.3"):
-        cfg = compose("config", overrides=selections)
-    missing = object()
-    for o in dotted:
-        key = o.key_or_group
-        if OmegaConf.select(cfg, key, default=missing, throw_on_missing=False) is missing:
-            parent = key.rsplit(".", 1)[0] if "." in key else ""
-            node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
-            known = ", ".join(node.keys()) if isinstance(node, DictConfig) else ""
-            where = f" ({parent or 'the top level'} has: {known})" if known else ""
-            fail(f"unknown key '{key}'{where}. Fix: check the spelling, or add a new key with +{key}=VALUE.")
+        for variant in variants:
+            try:
+                cfg = compose("config", overrides=variant)
+            except Exception as error:
+                selections = [v for v in variant if v.split("=", 1)[0] in GROUPS]
+                try:
+                    plain = compose("config", overrides=selections)
+                except Exception:
+                    plain = None
+                fail(composition_error_message(error, plain))
+            try:
+                check_settings(cfg)
+            except AlignlabError as error:
+                fail(str(error))
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Every check that needs no task: keys the schemas do not have (added with +), the root's ranges, and the
+    objective's, sampling's and training loop's own checks."""
+    check_config(cfg)
+    algo_cfg = OmegaConf.to_container(cfg.algo, resolve=True)
+    algo_cfg.pop("name", None)
+    sampling = SamplingConfig(**OmegaConf.to_container(cfg.sampling, resolve=True))
+    train_cfg = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
+    check_run(build(algo_cfg), sampling, train_cfg)
 
 
 def build(node: dict):
@@ -153,13 +234,20 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     algo_cfg.pop("name", None)
     sampling = SamplingConfig(**OmegaConf.to_container(cfg.sampling, resolve=True))
     train_cfg = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
-    objective = build(algo_cfg)
-    check_run(objective, sampling, train_cfg)  # before the task is built: that may load a model
-    task = build(task_cfg)
+    try:
+        check_config(cfg)
+        objective = build(algo_cfg)
+        check_run(objective, sampling, train_cfg)  # before the task is built: that may load a model
+        task = build(task_cfg)
+    except AlignlabError:
+        remove_if_fresh(run_dir)
+        raise
     if cfg.force:  # a forced re-run starts afresh instead of resuming an old checkpoint
         (run_dir / CHECKPOINT).unlink(missing_ok=True)
 
-    evaluation, rows, policy = train(task, objective, sampling, train_cfg, seed=cfg.seed, run_dir=run_dir)
+    evaluation, rows, policy = train(
+        task, objective, sampling, train_cfg, seed=cfg.seed, run_dir=run_dir, config=numbers_config(cfg)
+    )
     write_metrics(run_dir / METRICS, rows)
     if hasattr(task, "artifacts"):
         task.artifacts(policy, run_dir)
@@ -175,6 +263,33 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     return summary
 
 
+# Keys that change how a run is shown or saved, not its numbers: a checkpoint may be resumed across them.
+NOT_NUMBERS = ("force", "plot", "experiment_name", "num_seeds", "train.progress", "train.checkpoint_every")
+
+
+def numbers_config(cfg: DictConfig) -> dict:
+    """The resolved config that sets a run's numbers, recorded in its checkpoints."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    for key in NOT_NUMBERS:
+        *parents, last = key.split(".")
+        node = config
+        for parent in parents:
+            node = node.get(parent, {})
+        node.pop(last, None)
+    return config
+
+
+def finished(run_dir: Path, force: bool) -> dict | None:
+    """The summary of a finished run in `run_dir` (None: run it). Damaged results are said and re-run."""
+    if force or not (run_dir / SUMMARY).exists():
+        return None
+    problem = finished_run_problem(run_dir)
+    if problem is not None:
+        print(f"alignlab: {run_dir} is not a finished run ({problem}): running it again.")
+        return None
+    return json.loads((run_dir / SUMMARY).read_text())
+
+
 def run_seeds(cfg: DictConfig, run_dir: Path) -> dict:
     """`num_seeds` runs of one configuration in one job: seed=K/ subdirectories (each a full run directory
     with its own .hydra/ record) and an aggregate summary.json with the mean and s.d. across seeds."""
@@ -182,9 +297,10 @@ def run_seeds(cfg: DictConfig, run_dir: Path) -> dict:
     overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(("seed=", "num_seeds="))]
     for seed in range(cfg.seed, cfg.seed + cfg.num_seeds):
         seed_dir = run_dir / f"seed={seed}"
-        done = seed_dir / SUMMARY
-        if done.exists() and not cfg.force:
-            summaries.append(json.loads(done.read_text()))
+        check_file_slots(seed_dir)
+        done = finished(seed_dir, cfg.force)
+        if done is not None:
+            summaries.append(done)
             continue
         seed_cfg = cfg.copy()
         seed_cfg.seed = seed
@@ -209,11 +325,14 @@ def run_seeds(cfg: DictConfig, run_dir: Path) -> dict:
 def run(cfg: DictConfig) -> dict | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     summary_path = run_dir / SUMMARY
-    if summary_path.exists() and not cfg.force:
+    try:
+        check_file_slots(run_dir)
+    except AlignlabError as error:
+        fail(str(error))
+    done = finished(run_dir, cfg.force)
+    if done is not None:
         print(f"alignlab: {run_dir} is already done ({SUMMARY} exists): skipped. Use force=true to run it again.")
-        return json.loads(summary_path.read_text())
-    if cfg.num_seeds < 1:
-        fail(f"num_seeds={cfg.num_seeds} is below 1. Fix: set num_seeds=1 or more.")
+        return done
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     try:

@@ -19,4 +19,22 @@ class RewardError(AlignlabError):
 
 
 class DataError(AlignlabError):
-    """A malformed dataset, prompt or completion."""
+    """A malformed dataset, prompt or completion, or a damaged run file."""
+
+
+class NumericalError(AlignlabError):
+    """A NaN or infinity in an evaluation or a loss: the numbers of the run would be meaningless."""
+
+
+def check_range(key: str, value, interval: str, hint: str = "") -> None:
+    """Raise a ConfigError naming `key` unless `value` lies in `interval`, written as in mathematics:
+    "(0, inf)", "[0, 1]", "[1, inf)". A None value passes: the config types say where null is allowed."""
+    if value is None:
+        return
+    low, high = (part.strip() for part in interval[1:-1].split(","))
+    low, high = float(low.replace("inf", "Infinity")), float(high.replace("inf", "Infinity"))
+    above = value >= low if interval[0] == "[" else value > low
+    below = value <= high if interval[-1] == "]" else value < high
+    if not (above and below):  # also catches NaN
+        fix = f"set {key} to a value in {interval}" + (f" ({hint})" if hint else "")
+        raise ConfigError(f"{key}={value} is outside {interval}", fix)

@@ -7,6 +7,7 @@ leaves a half-written file, and a run whose `summary.json` exists is complete.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -16,9 +17,22 @@ from pathlib import Path
 
 import torch
 
+from alignlab.errors import DataError
+
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"
 CHECKPOINT = "checkpoint.pt"
+TMP_SUFFIX = ".tmp"
+CHECKPOINT_MAGIC = b"alignlab-checkpoint v1 sha256="
+
+
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
 
 
 def is_main_process() -> bool:
@@ -33,10 +47,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600; a run's files follow the user's umask like any other
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -55,29 +70,156 @@ def write_json(path: Path, obj: dict) -> None:
     atomic_write_bytes(path, (text + "\n").encode())
 
 
-def write_metrics(path: Path, rows: list[dict]) -> None:
-    """One row per iteration: `iteration` first, then every metric seen, in order of first appearance."""
-    columns = ["iteration"]
+def metrics_columns(rows: list[dict]) -> list[str]:
+    """`iteration` first, then every metric seen, in order of first appearance."""
+    columns = {"iteration": None}
     for row in rows:
-        columns.extend(k for k in row if k not in columns)
+        columns.update(dict.fromkeys(row))
+    return list(columns)
+
+
+def metrics_text(rows: list[dict], columns: list[str] | None = None, header: bool = True) -> bytes:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
+    writer = csv.DictWriter(buffer, fieldnames=columns or metrics_columns(rows), restval="", lineterminator="\n")
+    if header:
+        writer.writeheader()
     writer.writerows(rows)
-    atomic_write_bytes(path, buffer.getvalue().encode())
+    return buffer.getvalue().encode()
+
+
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    """One row per iteration, with the columns of `metrics_columns`."""
+    atomic_write_bytes(path, metrics_text(rows))
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
+    """torch.save(state) behind a header with its SHA-256, so that a damaged file is named, never loaded."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    payload = buffer.getvalue()
+    atomic_write_bytes(path, CHECKPOINT_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
 
 
 def load_checkpoint(path: Path) -> dict | None:
+    """The state saved at `path`, None when there is none, or a DataError naming the file when it is damaged."""
     path = Path(path)
     if not path.exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    damaged = f"the checkpoint {path} is damaged"
+    fix = "delete it to start the run afresh (or force=true)"
+    if not path.is_file():
+        raise DataError(f"{path} is a directory, not a checkpoint", "remove it, or choose another hydra.run.dir")
+    data = path.read_bytes()
+    header, _, payload = data.partition(b"\n")
+    if not header.startswith(CHECKPOINT_MAGIC):
+        raise DataError(f"{damaged} or was not written by this version of alignlab (no checksum header)", fix)
+    if hashlib.sha256(payload).hexdigest().encode() != header[len(CHECKPOINT_MAGIC) :]:
+        raise DataError(f"{damaged}: its checksum does not match (truncated or altered)", fix)
+    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+
+
+class MetricsFile:
+    """metrics.csv kept in step with the checkpoints by appending the rows since the last one.
+
+    Rewriting every row at every checkpoint made checkpointing cost O(iterations^2). The file is rewritten
+    whole only when a row brings a new column; otherwise rows are appended. `state()` goes into the
+    checkpoint (rows, bytes, SHA-256 of those bytes); `restore()` cuts what a crash appended after it and
+    checks the rest, so a resumed run continues from exactly the rows its checkpoint saw.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.columns: list[str] = []
+        self.rows_written = 0
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    def write(self, rows: list[dict]) -> None:
+        if not is_main_process():
+            return
+        new = rows[self.rows_written :]
+        if not self.columns or any(key not in self.columns for row in new for key in row):
+            text = metrics_text(rows)
+            atomic_write_bytes(self.path, text)
+            self.columns = metrics_columns(rows)
+            self.digest = hashlib.sha256(text)
+            self.size = len(text)
+        else:
+            text = metrics_text(new, self.columns, header=False)
+            with open(self.path, "ab") as f:
+                f.write(text)
+            self.digest.update(text)
+            self.size += len(text)
+        self.rows_written = len(rows)
+
+    def state(self) -> dict:
+        return {"rows": self.rows_written, "bytes": self.size, "sha256": self.digest.hexdigest()}
+
+    def restore(self, state: dict) -> list[dict]:
+        """The rows recorded up to the checkpoint described by `state`; a DataError when they are damaged."""
+        fix = "delete the run directory's checkpoint.pt and metrics.csv to start afresh (or force=true)"
+        if not self.path.is_file():
+            raise DataError(f"{self.path} is missing or not a file, but the checkpoint needs its rows", fix)
+        with open(self.path, "rb") as f:
+            data = f.read(state["bytes"])
+        if len(data) < state["bytes"] or hashlib.sha256(data).hexdigest() != state["sha256"]:
+            raise DataError(f"{self.path} does not hold the rows its checkpoint recorded (truncated or altered)", fix)
+        if self.path.stat().st_size > len(data):  # rows appended after the checkpoint by the run that crashed
+            os.truncate(self.path, len(data))
+        reader = csv.DictReader(io.StringIO(data.decode()))
+        rows = [{k: int(v) if k == "iteration" else float(v) for k, v in row.items() if v != ""} for row in reader]
+        if len(rows) != state["rows"]:
+            raise DataError(f"{self.path} has {len(rows)} rows where its checkpoint recorded {state['rows']}", fix)
+        self.columns = list(reader.fieldnames or [])
+        self.rows_written, self.size, self.digest = len(rows), len(data), hashlib.sha256(data)
+        return rows
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the temporary files of atomic writes that a killed run left behind (`.NAME.XXXX.tmp`)."""
+    removed = []
+    for tmp in Path(run_dir).glob(f".*{TMP_SUFFIX}"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def check_file_slots(run_dir: Path, names: tuple[str, ...] = (SUMMARY, METRICS, CHECKPOINT, "figure.png")) -> None:
+    """A DataError before any work when a directory sits where the run will write one of its files."""
+    for name in names:
+        path = Path(run_dir) / name
+        if path.is_dir():
+            raise DataError(
+                f"{path} is a directory, where the run writes its {name}",
+                "remove or rename that directory, or choose another hydra.run.dir",
+            )
+
+
+def finished_run_problem(run_dir: Path) -> str | None:
+    """None when `run_dir` holds a finished run (a readable summary.json object and, for a single run, a
+    metrics.csv with one complete row per iteration), else what is wrong, in a few words."""
+    path = Path(run_dir) / SUMMARY
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return f"{SUMMARY} is unreadable ({type(error).__name__})"
+    if not isinstance(summary, dict) or not summary:
+        return f"{SUMMARY} is not a JSON object with results"
+    if "num_seeds" in summary:  # the aggregate of num_seeds runs: each seed's directory is checked on its own
+        return None
+    if not isinstance(summary.get("iterations"), int):
+        return f"{SUMMARY} has no iteration count"
+    metrics = Path(run_dir) / METRICS
+    try:
+        text = metrics.read_text()
+        rows = list(csv.reader(io.StringIO(text)))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        return f"{METRICS} is unreadable ({type(error).__name__})"
+    width = len(rows[0]) if rows else 0
+    if not text.endswith("\n") or len(rows) - 1 != summary["iterations"] or any(len(r) != width for r in rows):
+        return f"{METRICS} does not hold {summary['iterations']} complete rows"
+    return None
 
 
 def check_writable(directory: Path) -> str | None:

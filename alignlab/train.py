@@ -9,6 +9,9 @@ loop: [every s updates: refresh the sampler from the policy]
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +19,16 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from alignlab.errors import ConfigError, RewardError
+from alignlab.errors import ConfigError, NumericalError, RewardError, check_range
 from alignlab.objectives.base import Objective
-from alignlab.rundir import CHECKPOINT, METRICS, load_checkpoint, save_checkpoint, write_metrics
+from alignlab.rundir import (
+    CHECKPOINT,
+    METRICS,
+    MetricsFile,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from alignlab.sampling import Sampler, SamplingConfig
 from alignlab.types import Rollout
 
@@ -39,6 +49,8 @@ class TrainConfig:
             raise ConfigError(f"train.iterations={self.iterations} is below 1", "set train.iterations=1 or more")
         if self.eval_every < 1:
             raise ConfigError(f"train.eval_every={self.eval_every} is below 1", "set train.eval_every=1 or more")
+        check_range("train.max_grad_norm", self.max_grad_norm, "(0, inf)", "null: no clipping")
+        check_range("train.checkpoint_every", self.checkpoint_every, "[0, inf)", "0: never")
 
 
 def check_rewards(rewards, count: int, source: str) -> torch.Tensor:
@@ -61,6 +73,48 @@ def check_rewards(rewards, count: int, source: str) -> torch.Tensor:
 def score(task, prompts: list, completions) -> torch.Tensor:
     """The task's reward, checked: a tensor of one finite score per completion."""
     return check_rewards(task.reward(prompts, completions), len(prompts), "the reward")
+
+
+def check_evaluation(evaluation: dict, iteration: int) -> dict:
+    """The task's evaluation, or a NumericalError naming the first metric that is NaN or infinite (a written
+    `"reward": null` looks like a result; it is not one)."""
+    for key, value in evaluation.items():
+        if isinstance(value, (int, float)) and not math.isfinite(value):
+            raise NumericalError(
+                f"the evaluation at iteration {iteration} gave eval/{key}={value}",
+                "the policy or the task's settings overflow: lower train.lr or the task's extreme values "
+                "(e.g. task.skew), and check the reward",
+            )
+    return evaluation
+
+
+def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """`key: saved -> current` for every leaf that differs between two nested config dicts."""
+    out = []
+    for key in sorted(set(saved) | set(current), key=str):
+        a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(config_differences(a, b, f"{prefix}{key}."))
+        elif a != b:
+            out.append(f"{prefix}{key}: {a} -> {b}")
+    return out
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def check_resumable(state: dict, config: dict | None, path: Path) -> None:
+    """A ConfigError unless the checkpoint at `path` was made with `config` (everything that sets the numbers)."""
+    if config is None or state.get("config_hash") == config_hash(config):
+        return
+    saved = state.get("config")
+    differ = config_differences(saved, config) if isinstance(saved, dict) else ["(no config recorded)"]
+    shown = "; ".join(differ[:4]) + (f"; and {len(differ) - 4} more" if len(differ) > 4 else "")
+    raise ConfigError(
+        f"{path} belongs to another run configuration ({shown})",
+        "force=true to start this configuration afresh there, or another directory with hydra.run.dir=PATH",
+    )
 
 
 def check_run(objective: Objective, sampling: SamplingConfig, cfg: TrainConfig) -> None:
@@ -98,11 +152,13 @@ def train(
     cfg: TrainConfig,
     seed: int = 0,
     run_dir: Path | None = None,
+    config: dict | None = None,
 ) -> tuple[dict, list[dict], object]:
     """Train a fresh policy of `task` with `objective` under `sampling`.
 
     Returns (final evaluation, metrics rows, policy). With `run_dir`, metrics are written there and, with
-    `cfg.checkpoint_every`, checkpoints too; an existing checkpoint is resumed.
+    `cfg.checkpoint_every`, checkpoints too; an existing checkpoint is resumed. `config` is the resolved
+    config that sets the numbers: a checkpoint records it, and one made with another config is refused.
     """
     check_run(objective, sampling, cfg)
 
@@ -128,8 +184,13 @@ def train(
     rows: list[dict] = []
     start_iteration, elapsed_before = 0, 0.0
     checkpoint_path = None if run_dir is None else Path(run_dir) / CHECKPOINT
+    metrics_file = None if run_dir is None else MetricsFile(Path(run_dir) / METRICS)
+    if run_dir is not None:
+        remove_stale_temporaries(run_dir)
     state = load_checkpoint(checkpoint_path) if checkpoint_path is not None and cfg.checkpoint_every else None
+    final_evaluation: dict = {}
     if state is not None:
+        check_resumable(state, config, checkpoint_path)
         policy.load_state_dict(state["policy"])
         optimizer.load_state_dict(state["optimizer"])
         for module, module_state in zip(extra_modules, state["extra_modules"], strict=True):
@@ -138,7 +199,9 @@ def train(
         generator.set_state(state["generator"])
         eval_generator.set_state(state["eval_generator"])
         torch.set_rng_state(state["torch_rng"])
-        rows, start_iteration, elapsed_before = state["rows"], state["iteration"], state["wall_seconds"]
+        rows = metrics_file.restore(state["metrics"])
+        start_iteration, elapsed_before = state["iteration"], state["wall_seconds"]
+        final_evaluation = state["final_evaluation"]
 
     started = time.perf_counter() - elapsed_before
     updates = int(rows[-1]["train/updates"]) if rows else 0
@@ -170,7 +233,7 @@ def train(
             row["train/skipped_round"] = 1.0
         # 6. evaluation and the metrics row
         if (iteration + 1) % cfg.eval_every == 0 or iteration + 1 == cfg.iterations:
-            evaluation = task.evaluate(policy, eval_generator)
+            evaluation = check_evaluation(task.evaluate(policy, eval_generator), iteration + 1)
             row.update({f"eval/{k}": v for k, v in evaluation.items()})
         row["time/iteration"] = time.perf_counter() - t0
         row["time/wall"] = time.perf_counter() - started
@@ -179,7 +242,7 @@ def train(
         rows.append(row)
         # 7. checkpoint
         if checkpoint_path is not None and cfg.checkpoint_every and (iteration + 1) % cfg.checkpoint_every == 0:
-            write_metrics(Path(run_dir) / METRICS, rows)
+            metrics_file.write(rows)
             save_checkpoint(
                 checkpoint_path,
                 {
@@ -190,13 +253,17 @@ def train(
                     "generator": generator.get_state(),
                     "eval_generator": eval_generator.get_state(),
                     "torch_rng": torch.get_rng_state(),
-                    "rows": rows,
+                    "metrics": metrics_file.state(),
+                    "config": config,
+                    "config_hash": None if config is None else config_hash(config),
+                    # the last iteration's evaluation: a run killed before its summary ends with these numbers
+                    "final_evaluation": evaluation if iteration + 1 == cfg.iterations else {},
                     "iteration": iteration + 1,
                     "wall_seconds": time.perf_counter() - started,
                 },
             )
-    if not evaluation:  # resumed after the last iteration: evaluate the restored policy
-        evaluation = task.evaluate(policy, eval_generator)
+    if not evaluation:  # resumed after the last iteration: the evaluation saved with the last checkpoint
+        evaluation = final_evaluation or check_evaluation(task.evaluate(policy, eval_generator), cfg.iterations)
     evaluation = dict(evaluation)
     evaluation["wall_seconds"] = time.perf_counter() - started
     return evaluation, rows, policy

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from alignlab.errors import ConfigError
+from alignlab.errors import ConfigError, check_range
 from alignlab.rundir import atomic_write_bytes
 from alignlab.types import Rollout
 from bandits.policy import SoftmaxPolicy, StateValue
@@ -47,6 +47,9 @@ class BanditTask:
             raise ConfigError(
                 f"task.behaviour={behaviour} is not a behaviour policy", "use reference, skewed, cauchy_tanh or uniform"
             )
+        check_range("task.num_arms", num_arms, "[2, inf)", "a bandit needs two arms to choose between")
+        check_range("task.width", width, "(0, inf)", "the width of the reward bump, in arms")
+        check_range("task.skew", skew, "[0, inf)", "0 is uniform")
         for key, peak in (("r1_peak", r1_peak), ("r2_peak", r2_peak)):
             if not 0 <= peak < num_arms:
                 raise ConfigError(
@@ -57,6 +60,11 @@ class BanditTask:
         self.name = name
         self.num_arms = num_arms
         self.ref_probs = self._distribution(reference, num_arms, skew)
+        if not (self.ref_probs > 0).all():
+            raise ConfigError(
+                f"task.skew={skew} gives arms a reference probability of 0 (log-probs and KL are infinite)",
+                "lower task.skew (exp(-skew * (num_arms - 1)) must stay above the smallest double)",
+            )
         self.behaviour_probs = (
             self.ref_probs if behaviour == "reference" else self._distribution(behaviour, num_arms, skew)
         )

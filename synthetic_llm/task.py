@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from alignlab.errors import ConfigError
+from alignlab.errors import ConfigError, check_range
 from alignlab.rundir import atomic_write_bytes
 from alignlab.types import Rollout
 from synthetic_llm.policy import CausalLMPolicy, CausalLMValue, TokenCompletions
@@ -99,10 +99,22 @@ class SyntheticLMTask:
             raise ConfigError(
                 f"task.label_noise_beta={label_noise_beta} is negative", "use 0 (no noise) or a value > 0"
             )
-        if eval_prompts < 1 or eval_samples_per_prompt < 1:
-            raise ConfigError(
-                "task.eval_prompts and task.eval_samples_per_prompt must be >= 1", "raise them to 1 or more"
-            )
+        for key, value, interval in (
+            ("eval_prompts", eval_prompts, "[1, inf)"),
+            ("eval_samples_per_prompt", eval_samples_per_prompt, "[1, inf)"),
+            ("corpus_size", corpus_size, "[1, inf)"),
+            ("reference_steps", reference_steps, "[1, inf)"),
+            ("n_layer", n_layer, "[1, inf)"),
+            ("n_head", n_head, "[1, inf)"),
+            ("n_embd", n_embd, "[1, inf)"),
+            ("max_new_tokens", max_new_tokens, "[2, inf)"),
+            ("temperature", temperature, "(0, inf)"),
+            ("top_p", top_p, "(0, 1]"),
+            ("max_operand", max_operand, "[0, inf)"),
+            ("logprob_batch_size", logprob_batch_size, "[1, inf)"),
+            ("target_length", target_length, "[0, inf)"),
+        ):
+            check_range(f"task.{key}", value, interval)
         if optimum_beta <= 0:
             raise ConfigError(f"task.optimum_beta={optimum_beta} must be positive", "set task.optimum_beta > 0")
         corpus = "arithmetic" if reward == "arithmetic" else "length"

@@ -92,7 +92,7 @@ BAD_INPUT = [
     (["algo=nope"], "unknown algo 'nope'", "dpo"),
     (["algo=dop"], "unknown algo 'dop'", "did you mean algo=dpo?"),
     (["task=nope"], "unknown task 'nope'", "bandit"),
-    (["train.nope=1"], "unknown key 'train.nope'", "+train.nope"),
+    (["train.nope=1"], "unknown key 'train.nope'", "check the spelling"),
     (["sampling.sync_every=0"], "sync_every=0 is below 1", "offline"),
     (["train.lr=0"], "train.lr=0", "train.lr"),
     (["train.lr=-1"], "must be positive", "train.lr"),

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from alignlab.errors import ConfigError
+from alignlab.errors import ConfigError, check_range
 from alignlab.losses import kl_estimate
 from alignlab.types import LogProbs, Rollout
 
@@ -72,8 +72,7 @@ class Objective:
                 f"algo={self.name} has no reward to put the KL anchor in (algo.kl_in=reward)",
                 "set algo.kl_in=loss",
             )
-        if self.kl_coef < 0:
-            raise ConfigError(f"algo.kl_coef={self.kl_coef} is negative", "use a coefficient >= 0")
+        check_range("algo.kl_coef", self.kl_coef, "[0, inf)", "0 disables the KL anchor")
 
     def setup(self, task) -> list[nn.Module]:
         """Build extra trainable modules (a value model); they join the policy's optimizer."""

@@ -12,7 +12,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from alignlab.errors import ConfigError
+from alignlab.errors import ConfigError, check_range
 from alignlab.losses import negative_gradient_loss, nll_loss, rwr_weights
 from alignlab.objectives.base import Objective, Targets
 from alignlab.objectives.preference import PairwiseObjective
@@ -69,6 +69,8 @@ class BestOfN(Objective):
             raise ConfigError(f"algo.negative={self.negative} is not a variant", f"use one of {', '.join(NEGATIVES)}")
         if self.negative != "none" and self.keep_top != 1:
             raise ConfigError("the negative-gradient variants contrast one best sample", "set algo.keep_top=1")
+        check_range("algo.keep_top", self.keep_top, f"[1, {samples_per_prompt - 1}]", "fewer than samples_per_prompt")
+        check_range("algo.negative_weight", self.negative_weight, "[0, inf)")
 
     def prepare(self, rollout: Rollout, iteration: int) -> Targets | None:
         grouped = rollout.grouped(rollout.rewards)
@@ -170,6 +172,11 @@ class RWR(Objective):
     beta: float = 0.1  # temperature of the weights
     normalize: bool = True  # self-normalise the weights over the batch (mean 1)
     max_weight: float | None = None  # clip exp(r / beta) at this value when not normalising
+
+    def check(self, samples_per_prompt: int) -> None:
+        super().check(samples_per_prompt)
+        check_range("algo.beta", self.beta, "(0, inf)", "the temperature of exp(r / beta)")
+        check_range("algo.max_weight", self.max_weight, "(0, inf)", "null: no clipping")
 
     def prepare(self, rollout: Rollout, iteration: int) -> Targets | None:
         weights = rwr_weights(rollout.rewards, self.beta, self.max_weight, self.normalize)

@@ -13,7 +13,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from alignlab.errors import ConfigError
+from alignlab.errors import ConfigError, check_range
 from alignlab.losses import clipped_surrogate_loss, gae, kl_estimate, masked_mean, policy_gradient_loss, value_loss
 from alignlab.objectives.base import Objective, Targets
 from alignlab.targets import group_mean_baseline, group_normalized_advantages, leave_one_out_advantages
@@ -88,6 +88,10 @@ class GRPO(Objective):
     kl_coef: float = 0.04
     kl_estimator: str = "k3"
 
+    def check(self, samples_per_prompt: int) -> None:
+        super().check(samples_per_prompt)
+        check_range("algo.clip_epsilon", self.clip_epsilon, "(0, inf)", "the paper uses 0.2")
+
     def prepare(self, rollout: Rollout, iteration: int) -> Targets | None:
         advantages = group_normalized_advantages(rollout.grouped(self.shaped_rewards(rollout)))
         return Targets(rollout, {"advantages": advantages})
@@ -134,6 +138,14 @@ class PPO(Objective):
     kl_coef: float = 0.05
     kl_estimator: str = "k1"
     kl_in: str = "reward"
+
+    def check(self, samples_per_prompt: int) -> None:
+        super().check(samples_per_prompt)
+        check_range("algo.clip_epsilon", self.clip_epsilon, "(0, inf)", "the paper uses 0.2")
+        check_range("algo.value_coef", self.value_coef, "[0, inf)")
+        check_range("algo.value_clip", self.value_clip, "(0, inf)", "null: no clipping")
+        check_range("algo.gamma", self.gamma, "[0, 1]")
+        check_range("algo.lam", self.lam, "[0, 1]", "the GAE lambda")
 
     def setup(self, task) -> list[nn.Module]:
         self.value_model = task.make_value_model()

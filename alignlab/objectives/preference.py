@@ -13,7 +13,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from alignlab.errors import ConfigError
+from alignlab.errors import ConfigError, check_range
 from alignlab.losses import cpo_loss, dpo_loss, ipo_loss, kto_loss
 from alignlab.objectives.base import Objective, Targets
 from alignlab.targets import all_ordered_pairs, best_vs_worst_pairs, desirable_labels
@@ -35,6 +35,7 @@ class PairwiseObjective(Objective):
         super().check(samples_per_prompt)
         if self.pairs not in PAIRINGS:
             raise ConfigError(f"algo.pairs={self.pairs} is not a pairing", f"use one of {', '.join(PAIRINGS)}")
+        check_range("algo.min_reward_gap", self.min_reward_gap, "[0, inf)", "0 keeps every pair with distinct rewards")
 
     def prepare(self, rollout: Rollout, iteration: int) -> Targets | None:
         build = best_vs_worst_pairs if self.pairs == "best_vs_worst" else all_ordered_pairs
@@ -71,6 +72,11 @@ class DPO(PairwiseObjective):
     beta: float = 0.1  # inverse strength of the implicit KL anchor
     label_smoothing: float = 0.0  # conservative DPO: probability that a label is flipped
 
+    def check(self, samples_per_prompt: int) -> None:
+        super().check(samples_per_prompt)
+        check_range("algo.beta", self.beta, "(0, inf)", "the DPO paper uses 0.1 to 0.5")
+        check_range("algo.label_smoothing", self.label_smoothing, "[0, 0.5)", "a flip probability; 0 is plain DPO")
+
     def loss(self, targets: Targets, logps: LogProbs) -> tuple[Tensor, dict[str, Tensor]]:
         policy_chosen, policy_rejected = self.split(logps.sum())
         ref_chosen, ref_rejected = self.split(targets.rollout.ref_logps.sum())
@@ -97,6 +103,10 @@ class IPO(PairwiseObjective):
 
     tau: float = 0.1  # regularisation: the target log-ratio margin is 1 / (2 tau)
 
+    def check(self, samples_per_prompt: int) -> None:
+        super().check(samples_per_prompt)
+        check_range("algo.tau", self.tau, "(0, inf)", "the margin is 1 / (2 tau)")
+
     def loss(self, targets: Targets, logps: LogProbs) -> tuple[Tensor, dict[str, Tensor]]:
         policy_chosen, policy_rejected = self.split(logps.sum())
         ref_chosen, ref_rejected = self.split(targets.rollout.ref_logps.sum())
@@ -112,6 +122,11 @@ class CPO(PairwiseObjective):
 
     beta: float = 0.1
     nll_weight: float = 1.0  # weight of the NLL term on chosen completions
+
+    def check(self, samples_per_prompt: int) -> None:
+        super().check(samples_per_prompt)
+        check_range("algo.beta", self.beta, "(0, inf)")
+        check_range("algo.nll_weight", self.nll_weight, "[0, inf)")
 
     def loss(self, targets: Targets, logps: LogProbs) -> tuple[Tensor, dict[str, Tensor]]:
         policy_chosen, policy_rejected = self.split(logps.sum())
@@ -135,6 +150,14 @@ class KTO(Objective):
     beta: float = 0.1
     desirable_weight: float = 1.0  # lambda_D
     undesirable_weight: float = 1.0  # lambda_U
+
+    def check(self, samples_per_prompt: int) -> None:
+        super().check(samples_per_prompt)
+        check_range("algo.beta", self.beta, "(0, inf)")
+        check_range("algo.desirable_weight", self.desirable_weight, "[0, inf)")
+        check_range("algo.undesirable_weight", self.undesirable_weight, "[0, inf)")
+        if self.desirable_weight == self.undesirable_weight == 0:
+            raise ConfigError("algo.desirable_weight and algo.undesirable_weight are both 0", "set one above 0")
 
     def prepare(self, rollout: Rollout, iteration: int) -> Targets | None:
         labels, keep = desirable_labels(rollout.grouped(rollout.rewards))

@@ -1,0 +1,208 @@
+"""Typed schemas of the config groups (OmegaConf structured configs in Hydra's ConfigStore).
+
+Each group's yamls name their schema in their defaults list, so Hydra checks every value's type and rejects
+unknown keys while it composes, before anything runs: `train.lr=abc` or `force=maybe` is a one-line error
+naming the key. Ranges are checked by the code that owns each value (`TrainConfig.check`,
+`SamplingConfig.check`, `Objective.check`, the task constructors), which raise a ConfigError with the fix.
+
+Adding a key is one line in the dataclass of its group:
+- root and train: `RootConfig` here and `alignlab.train.TrainConfig`;
+- sampling: `alignlab.sampling.SamplingConfig`;
+- algo: the objective's own dataclass field (`alignlab/objectives/*.py`): its schema is derived from it;
+- task: `BanditTaskConfig`, `SyntheticLMTaskConfig`, `FullScaleTaskConfig` here (kept apart from the tier
+  packages so that composing a config imports no model code).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from alignlab.errors import ConfigError
+from alignlab.sampling import SamplingConfig
+from alignlab.train import TrainConfig
+
+SCHEMA_GROUP = "alignlab_schema"
+
+
+@dataclass
+class RootConfig:
+    """The top level of conf/config.yaml."""
+
+    task: Any = MISSING  # conf/task/*.yaml, typed by its own schema
+    algo: Any = MISSING  # conf/algo/*.yaml, typed by its objective's schema
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0  # seeds sampling, initialisation and evaluation
+    num_seeds: int = 1  # seeds seed..seed+num_seeds-1 in one job, >= 1
+    threads: int | None = None  # torch intra-op threads, >= 1 (None: torch's default)
+    force: bool = False  # re-run a finished run
+    plot: bool = True  # draw figure.png when the run ends
+    experiment_name: str = "sweep"  # names the multirun directory
+
+
+@dataclass
+class TaskConfig:
+    """Keys every task has."""
+
+    _target_: str = MISSING
+    name: str = MISSING
+    reward: str = MISSING
+
+
+@dataclass
+class BanditTaskConfig(TaskConfig):
+    """conf/task/bandit*.yaml: bandits.BanditTask."""
+
+    num_arms: int = 8  # >= 2
+    reference: str = "skewed"
+    skew: float = 0.6
+    r1_peak: int = 7  # an arm: 0..num_arms-1
+    r2_peak: int = 0
+    width: float = 1.5  # > 0
+    behaviour: str = "reference"
+    optimum_beta: float = 0.1  # > 0
+
+
+@dataclass
+class SyntheticLMTaskConfig(TaskConfig):
+    """conf/task/synthetic_llm.yaml: synthetic_llm.SyntheticLMTask."""
+
+    reference_seed: int = 0
+    cache_dir: str | None = None
+    max_new_tokens: int = 24  # >= 2
+    temperature: float = 1.0  # > 0
+    top_p: float = 1.0  # (0, 1]
+    n_layer: int = 2  # >= 1
+    n_embd: int = 64  # >= 1, a multiple of n_head
+    n_head: int = 4  # >= 1
+    n_positions: int = 32
+    corpus_size: int = 4096  # >= 1
+    reference_steps: int | None = None  # >= 1
+    length_shape: float = 7.0  # > 0
+    length_scale: float = 2.0  # > 0
+    max_corpus_length: int = 20
+    target_length: int | None = None
+    max_operand: int = 9
+    corpus_error_rate: float = 0.3  # [0, 1]
+    label_noise_beta: float = 0.0  # >= 0
+    eval_prompts: int = 32  # >= 1
+    eval_samples_per_prompt: int = 4  # >= 1
+    logprob_batch_size: int | None = None  # >= 1
+    optimum_beta: float = 0.1  # > 0
+
+
+@dataclass
+class FullScaleTaskConfig(TaskConfig):
+    """conf/task/full_scale*.yaml: full_scale.FullScaleTask."""
+
+    model: str = "smollm2"
+    tokenizer: str | None = None
+    chat_template: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    gradient_checkpointing: bool | None = None
+    lora_r: int = 0  # >= 0
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0  # [0, 1)
+    lora_target_modules: Any = "all-linear"  # a string or a list of module names
+    max_new_tokens: int = 24  # >= 1
+    temperature: float = 1.0  # > 0
+    top_p: float = 1.0  # (0, 1]
+    max_context: int | None = None
+    logprob_batch_size: int | None = None  # >= 1
+    length_target: str = "short"
+    reward_model: str | None = None
+    judge: str = "self"
+    judge_max_new_tokens: int = 128
+    prompts: str | None = None
+    pairs: str | None = None
+    eval_prompts: int = 8  # >= 1
+    eval_samples_per_prompt: int = 2  # >= 1
+    win_rate: bool | None = None
+    generation_backend: str = "transformers"
+    distributed: str = "auto"
+
+
+TASK_SCHEMAS = {"bandit": BanditTaskConfig, "synthetic_llm": SyntheticLMTaskConfig, "full_scale": FullScaleTaskConfig}
+
+
+def objective_schema(cls: type) -> type:
+    """The schema of an algo yaml: `_target_`, `name` and every field of the objective's dataclass, typed as
+    the objective types it (so a new objective field is a new, typed config key)."""
+    hints = typing.get_type_hints(cls)
+    fields: list[tuple] = [
+        ("_target_", str, field(default=MISSING)),
+        ("name", str, field(default=MISSING)),
+    ]
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        default = (
+            field(default_factory=f.default_factory)
+            if f.default_factory is not dataclasses.MISSING
+            else field(default=MISSING if f.default is dataclasses.MISSING else f.default)
+        )
+        fields.append((f.name, hints[f.name], default))
+    return dataclasses.make_dataclass(f"{cls.__name__}Config", fields)
+
+
+def register() -> None:
+    """Store every schema in Hydra's ConfigStore, where the yamls' defaults lists find them:
+    `/alignlab_schema/root`, `/alignlab_schema/task/<tier>`, `/alignlab_schema/algo/<Objective class>`."""
+    from alignlab import objectives
+
+    store = ConfigStore.instance()
+    store.store(group=SCHEMA_GROUP, name="root", node=RootConfig)
+    for name, schema in TASK_SCHEMAS.items():
+        store.store(group=f"{SCHEMA_GROUP}/task", name=name, node=schema)
+    for name in objectives.__all__:
+        cls = getattr(objectives, name)
+        if name not in ("Objective", "Targets"):
+            store.store(group=f"{SCHEMA_GROUP}/algo", name=name, node=objective_schema(cls))
+
+
+def schema_type(schema: type | None, key: str | None) -> str | None:
+    """The declared type of `schema.key`, as a user reads it (`int`, `float | None`), or None."""
+    if schema is None or key is None or not dataclasses.is_dataclass(schema):
+        return None
+    hint = typing.get_type_hints(schema).get(str(key))
+    if hint is None:
+        return None
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
+def _unknown_keys(node: DictConfig, prefix: str = "") -> list[str]:
+    """Keys of `node` and its children that their schema does not declare (added with `+key=value`)."""
+    schema = OmegaConf.get_type(node)
+    declared = {f.name for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else None
+    unknown = []
+    for key in node.keys():
+        if declared is not None and key not in declared:
+            unknown.append(f"{prefix}{key}")
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            unknown.extend(_unknown_keys(child, f"{prefix}{key}."))
+    return unknown
+
+
+def check_config(cfg: DictConfig) -> None:
+    """What composition cannot check: keys added with `+` that no schema declares, and the root's ranges."""
+    unknown = [key for key in _unknown_keys(cfg) if not key.startswith("hydra.")]
+    if unknown:
+        key = unknown[0]
+        last = key.rsplit(".", 1)[-1]
+        parent = OmegaConf.select(cfg, key.rsplit(".", 1)[0]) if "." in key else cfg
+        close = difflib.get_close_matches(last, [k for k in parent.keys() if k != last], n=1)
+        hint = f"did you mean {key.rsplit('.', 1)[0] + '.' if '.' in key else ''}{close[0]}? " if close else ""
+        raise ConfigError(f"unknown key '{key}': nothing reads it", f"{hint}remove +{key}")
+    if cfg.num_seeds < 1:
+        raise ConfigError(f"num_seeds={cfg.num_seeds} is below 1", "set num_seeds=1 or more")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ConfigError(f"threads={cfg.threads} is below 1", "set threads=1 or more, or threads=null")

@@ -1,0 +1,179 @@
+"""Every kind of bad input stops with one line naming its key and the fix, and writes nothing.
+
+A row is a command line and the key its error must name. The command runs in-process through the real
+entry point (`alignlab.cli.main`, Hydra included) in an empty directory; a row passes when the command exits
+with status 2, prints exactly one line on stderr that names the key and a fix, and leaves the directory
+empty. `python tests/test_bad_input.py` prints the table's counts: clean errors, tracebacks, silent runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+FAST = ["train.iterations=2", "train.progress=false", "plot=false"]
+T2 = ["task=synthetic_llm", "task.corpus_size=64", "task.reference_steps=2"]
+
+BAD_INPUT = [
+    # types (the schemas, at composition)
+    (["train.lr=abc"], "train.lr"),
+    (["sampling.prompts_per_round=1.5"], "sampling.prompts_per_round"),
+    (["seed=abc"], "seed"),
+    (["num_seeds=1.5"], "num_seeds"),
+    (["force=maybe"], "force"),
+    (["plot=perhaps"], "plot"),
+    (["sampling.sync_every=1.5"], "sampling.sync_every"),
+    (["train.iterations=1e3x"], "train.iterations"),
+    (["task.num_arms=eight"], "task.num_arms"),
+    (["algo=ppo", "algo.whiten_advantages=maybe"], "algo.whiten_advantages"),
+    # unknown options and keys
+    (["algo=DPO"], "algo=dpo"),
+    (["algo=nope"], "algo"),
+    (["sampling=onlin"], "sampling=online"),
+    (["task=Bandit"], "task=bandit"),
+    (["beta=0.3"], "algo.beta"),
+    (["algo.betta=0.2"], "algo.beta"),
+    (["+algo.betta=0.2"], "algo.betta"),
+    (["+foo=1"], "foo"),
+    (["train.nope=1"], "train.nope"),
+    (["-m", "algo=dpo,kto", "algo.betta=0.2"], "algo.beta"),
+    # ranges: the root and the training loop
+    (["num_seeds=0"], "num_seeds"),
+    (["threads=0"], "threads"),
+    (["threads=-2"], "threads"),
+    (["train.lr=0"], "train.lr"),
+    (["train.iterations=0"], "train.iterations"),
+    (["train.eval_every=0"], "train.eval_every"),
+    (["train.max_grad_norm=-1"], "train.max_grad_norm"),
+    (["train.max_grad_norm=0"], "train.max_grad_norm"),
+    (["train.checkpoint_every=-1"], "train.checkpoint_every"),
+    # ranges: sampling
+    (["sampling.sync_every=0"], "sampling.sync_every"),
+    (["sampling.prompts_per_round=0"], "sampling.prompts_per_round"),
+    (["sampling.samples_per_prompt=1"], "sampling.samples_per_prompt"),
+    (["sampling.updates_per_batch=0"], "sampling.updates_per_batch"),
+    (["sampling.offline_fraction=2"], "sampling.offline_fraction"),
+    (["sampling=offline", "sampling.offline_fraction=0.5"], "sampling.offline_fraction"),
+    # ranges: every objective's knobs, named as the user wrote them
+    (["algo.beta=0"], "algo.beta"),
+    (["algo.beta=-1"], "algo.beta"),
+    (["algo=kto", "algo.beta=0"], "algo.beta"),
+    (["algo=cpo", "algo.beta=-1"], "algo.beta"),
+    (["algo=rwr", "algo.beta=0"], "algo.beta"),
+    (["algo.label_smoothing=2"], "algo.label_smoothing"),
+    (["algo.label_smoothing=-0.1"], "algo.label_smoothing"),
+    (["algo=ipo", "algo.tau=0"], "algo.tau"),
+    (["algo=ipo", "algo.tau=-1"], "algo.tau"),
+    (["algo=kto", "algo.desirable_weight=-1"], "algo.desirable_weight"),
+    (["algo=kto", "algo.undesirable_weight=-1"], "algo.undesirable_weight"),
+    (["algo=best_of_n_neg_worst", "algo.negative_weight=-1"], "algo.negative_weight"),
+    (["algo=best_of_n", "algo.keep_top=0"], "algo.keep_top"),
+    (["algo=best_of_n", "algo.keep_top=4"], "algo.keep_top"),
+    (["algo=grpo", "algo.clip_epsilon=0"], "algo.clip_epsilon"),
+    (["algo=ppo", "algo.clip_epsilon=-0.2"], "algo.clip_epsilon"),
+    (["algo=ppo", "algo.lam=1.5"], "algo.lam"),
+    (["algo=ppo", "algo.gamma=-0.1"], "algo.gamma"),
+    (["algo=ppo", "algo.value_clip=-1"], "algo.value_clip"),
+    (["algo=ppo", "algo.value_coef=-1"], "algo.value_coef"),
+    (["algo=raft", "algo.top_fraction=0"], "algo.top_fraction"),
+    (["algo=rwr", "algo.max_weight=0"], "algo.max_weight"),
+    (["algo=rest", "algo.iterations_per_threshold=0"], "algo.iterations_per_threshold"),
+    (["algo.kl_coef=-1"], "algo.kl_coef"),
+    (["algo.kl_estimator=k9"], "algo.kl_estimator"),
+    (["algo.min_reward_gap=-1"], "algo.min_reward_gap"),
+    (["algo.pairs=some"], "algo.pairs"),
+    # ranges: tier 1
+    (["task.num_arms=0"], "task.num_arms"),
+    (["task.num_arms=1"], "task.num_arms"),
+    (["task.width=0"], "task.width"),
+    (["task.width=-1"], "task.width"),
+    (["task.skew=1e6"], "task.skew"),
+    (["task.skew=-1"], "task.skew"),
+    (["task.r1_peak=8"], "task.r1_peak"),
+    (["task.reward=r3"], "task.reward"),
+    (["task.optimum_beta=0", "algo=reinforce"], "task.optimum_beta"),
+    # ranges: tier 2 (checked before the reference is trained)
+    ([*T2, "task.corpus_size=0"], "task.corpus_size"),
+    ([*T2, "task.reference_steps=0"], "task.reference_steps"),
+    ([*T2, "task.eval_prompts=0"], "task.eval_prompts"),
+    ([*T2, "task.eval_samples_per_prompt=0"], "task.eval_samples_per_prompt"),
+    ([*T2, "task.temperature=0"], "task.temperature"),
+    ([*T2, "task.top_p=0"], "task.top_p"),
+    ([*T2, "task.n_layer=0"], "task.n_layer"),
+    ([*T2, "task.label_noise_beta=-1"], "task.label_noise_beta"),
+    ([*T2, "task.corpus_error_rate=1.5"], "task.corpus_error_rate"),
+    ([*T2, "task.reward=max_length"], "task.reward"),
+    ([*T2, "algo.beta=0"], "algo.beta"),
+]
+
+
+def run_main(args: list[str], cwd: Path) -> tuple[int, str]:
+    """alignlab ARGS in `cwd`, in this process: (exit status, stderr)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from alignlab import cli
+
+    GlobalHydra.instance().clear()
+    argv, here = sys.argv, os.getcwd()
+    err = io.StringIO()
+    code = 0
+    sys.argv = ["alignlab", *args]
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                cli.main()
+            except SystemExit as exit:
+                code = exit.code if isinstance(exit.code, int) else 1
+            except Exception as error:  # a traceback the user would see
+                code, err = 1, io.StringIO(f"Traceback: {type(error).__name__}: {error}\n")
+    finally:
+        sys.argv = argv
+        os.chdir(here)
+        GlobalHydra.instance().clear()
+    return code, err.getvalue()
+
+
+def classify(code: int, stderr: str, key: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    if code == 0:
+        return "silent"
+    if "Traceback" in stderr or len(lines) != 1 or code != 2:
+        return "traceback"
+    if key not in lines[0] or "Fix:" not in lines[0]:
+        return "wrong key"
+    return "clean"
+
+
+@pytest.mark.parametrize("args, key", BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_is_one_line_naming_the_key_and_nothing_is_written(tmp_path, args, key, monkeypatch):
+    monkeypatch.setenv("ALIGNLAB_CACHE", str(tmp_path / "cache"))
+    work = tmp_path / "work"
+    work.mkdir()
+    code, stderr = run_main([*FAST, *args], work)
+    assert classify(code, stderr, key) == "clean", (code, stderr)
+    assert stderr.startswith("alignlab: error: ")
+    assert not list(work.iterdir()), f"a refused command wrote {list(work.rglob('*'))}"
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    counts: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["ALIGNLAB_CACHE"] = str(Path(tmp) / "cache")
+        for i, (args, key) in enumerate(BAD_INPUT):
+            work = Path(tmp) / str(i)
+            work.mkdir()
+            verdict = classify(*run_main([*FAST, *args], work), key)
+            if verdict == "clean" and list(work.iterdir()):
+                verdict = "wrote files"
+            counts[verdict] = counts.get(verdict, 0) + 1
+            if verdict != "clean":
+                print(verdict, args)
+    print(f"cases {len(BAD_INPUT)}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))

@@ -1,0 +1,186 @@
+"""A run killed at any moment and run again ends with exactly the numbers of an uninterrupted run, and a
+checkpoint is never resumed under another configuration.
+
+Kills are simulated in-process by raising `Killed` (a BaseException, like the signal a kill delivers, that no
+handler of ours catches) at moments drawn at random: in an iteration, during a checkpoint's write (after the
+temporary file is written, before it is renamed), halfway through appending metrics, and in the window after
+the last checkpoint and before summary.json. One test kills a real process with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+
+from alignlab import cli, rundir
+from alignlab.errors import ConfigError
+
+TIER1 = ["train.iterations=63", "train.checkpoint_every=7", "train.progress=false", "plot=false"]
+TIER2 = [
+    "task=synthetic_llm",
+    "task.corpus_size=64",
+    "task.reference_steps=5",
+    "task.eval_prompts=4",
+    "task.eval_samples_per_prompt=2",
+    "train.iterations=8",
+    "train.checkpoint_every=2",
+    "train.eval_every=2",
+    "sampling.prompts_per_round=4",
+    "train.progress=false",
+    "plot=false",
+]
+
+
+class Killed(BaseException):
+    """What a kill does to the run: it stops, wherever it is."""
+
+
+def config(overrides: list[str]):
+    GlobalHydra.instance().clear()
+    with initialize_config_module("alignlab.conf", version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def results(run_dir: Path) -> tuple[list[dict], dict]:
+    """metrics.csv without its time columns, and summary.json without its wall time."""
+    with open(run_dir / "metrics.csv") as f:
+        rows = [{k: v for k, v in row.items() if not k.startswith("time/")} for row in csv.DictReader(f)]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary.pop("wall_seconds")
+    return rows, summary
+
+
+def kill_at(monkeypatch, target, name: str, call: int, before=None) -> None:
+    """Make the `call`-th call of target.name raise Killed (after `before(*args)` when given)."""
+    original = getattr(target, name)
+    count = {"n": 0}
+
+    def wrapper(*args, **kwargs):
+        count["n"] += 1
+        if count["n"] == call:
+            if before is not None:
+                before(*args, **kwargs)
+            raise Killed(f"{name} #{call}")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, wrapper)
+
+
+def half_written_checkpoint(path, data):
+    """A kill during a write: the temporary file exists, half full, and was never renamed."""
+    tmp = Path(path).parent / f".{Path(path).name}.killed{rundir.TMP_SUFFIX}"
+    tmp.write_bytes(data[: len(data) // 2])
+
+
+def half_appended_metrics(self, rows):
+    """A kill halfway through appending rows to metrics.csv."""
+    if self.columns and self.path.exists():
+        text = rundir.metrics_text(rows[self.rows_written :], self.columns, header=False)
+        with open(self.path, "ab") as f:
+            f.write(text[: len(text) // 2])
+
+
+MOMENTS = ["iteration", "checkpoint_write", "metrics_append", "before_summary"]
+
+
+def interrupt(patch, moment: str, rng: random.Random, checkpoints: int, evaluations: int) -> None:
+    from alignlab import train
+
+    if moment == "iteration":
+        kill_at(patch, train, "check_evaluation", rng.randint(2, evaluations))
+    elif moment == "checkpoint_write":
+
+        def half_written(path, state):
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            half_written_checkpoint(path, buffer.getvalue())
+
+        kill_at(patch, train, "save_checkpoint", rng.randint(1, checkpoints), before=half_written)
+    elif moment == "metrics_append":
+        kill_at(patch, rundir.MetricsFile, "write", rng.randint(2, checkpoints), before=half_appended_metrics)
+    else:
+        kill_at(patch, cli, "write_json", 1)
+
+
+@pytest.mark.parametrize("tier", ["tier1", "tier2"])
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_a_killed_run_resumes_to_exactly_the_uninterrupted_numbers(tmp_path, monkeypatch, tier, moment):
+    monkeypatch.setenv("ALIGNLAB_CACHE", str(tmp_path / "cache"))
+    overrides = TIER1 if tier == "tier1" else TIER2
+    checkpoints, evaluations = (9, 63) if tier == "tier1" else (4, 4)
+    cli.run_experiment(config(overrides), tmp_path / "whole")
+    expected = results(tmp_path / "whole")
+
+    rng = random.Random(f"{tier}-{moment}")
+    with monkeypatch.context() as patch:
+        interrupt(patch, moment, rng, checkpoints, evaluations)
+        with pytest.raises(Killed):
+            cli.run_experiment(config(overrides), tmp_path / "killed")
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    cli.run_experiment(config(overrides), tmp_path / "killed")
+    assert results(tmp_path / "killed") == expected
+    assert not list((tmp_path / "killed").glob("*.tmp")) and not list((tmp_path / "killed").glob(".*.tmp"))
+
+
+def test_resuming_under_another_config_names_the_keys_that_differ(tmp_path):
+    run_dir = tmp_path / "run"
+    overrides = ["train.iterations=20", "train.checkpoint_every=5", "train.progress=false", "plot=false"]
+    cli.run_experiment(config(overrides), run_dir)
+    (run_dir / "summary.json").unlink()
+    for changed, named in (
+        (["train.lr=0.001", "algo.beta=1.0"], "algo.beta: 0.1 -> 1.0"),
+        (["algo=kto"], "algo._target_"),
+        (["algo=ppo"], "algo._target_"),
+        (["train.iterations=30"], "train.iterations: 20 -> 30"),
+        (["seed=1"], "seed: 0 -> 1"),
+    ):
+        cfg = config([*overrides, *changed])
+        with pytest.raises(ConfigError, match="belongs to another run configuration") as error:
+            cli.run_experiment(cfg, run_dir)
+        assert named in str(error.value) and "force=true" in str(error.value)
+    # what only changes how the run is shown or saved may differ
+    cli.run_experiment(config([*overrides, "train.checkpoint_every=10", "plot=true"]), run_dir)
+    assert (run_dir / "summary.json").exists()
+
+
+def test_a_tier2_checkpoint_is_refused_by_a_bandit_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALIGNLAB_CACHE", str(tmp_path / "cache"))
+    run_dir = tmp_path / "run"
+    cli.run_experiment(config(TIER2), run_dir)
+    (run_dir / "summary.json").unlink()
+    with pytest.raises(ConfigError, match="task._target_"):
+        cli.run_experiment(config(["train.iterations=8", "train.checkpoint_every=2", "plot=false"]), run_dir)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_path):
+    args = ["train.iterations=1500", "train.checkpoint_every=25", "train.progress=false", "plot=false"]
+    whole = subprocess.run(
+        [sys.executable, "-m", "alignlab", *args, "hydra.run.dir=whole"], cwd=tmp_path, capture_output=True
+    )
+    assert whole.returncode == 0, whole.stderr
+    rng = random.Random(0)
+    for attempt in range(3):
+        run_dir = tmp_path / f"killed{attempt}"
+        command = [sys.executable, "-m", "alignlab", *args, f"hydra.run.dir={run_dir.name}"]
+        proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while not (run_dir / "checkpoint.pt").exists() and proc.poll() is None:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert results(run_dir) == results(tmp_path / "whole")
