@@ -32,8 +32,6 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
-FILE_MODE = _file_mode()
-
 
 def is_main_process() -> bool:
     """True unless this is a non-zero rank of a multi-process launch (accelerate / torchrun set RANK)."""
@@ -51,7 +49,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600; a run's files follow the user's umask like any other
+        os.chmod(tmp, _file_mode())  # mkstemp makes 0600; a run's files follow the user's umask like any other
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
