@@ -343,7 +343,7 @@ def verdict_kl_budget(summaries: pd.DataFrame, metrics: pd.DataFrame) -> Verdict
     ties, wins = [], []
     for budget in T5_BUDGETS:
         best = {
-            r: _put(numbers, f"KL <= {budget:g}: best {r} reward", table.loc[r, budget]) for r in ("online", "offline")
+            r: _put(numbers, f"KL <= {budget:g}: best {r} reward", table.xs(r)[budget]) for r in ("online", "offline")
         }
         if any(math.isnan(v) for v in best.values()):
             continue

@@ -52,7 +52,7 @@ def plot_run(run_dir: Path) -> Path:
                 data = metrics.dropna(subset=[column])
                 ax.plot(data["iteration"], data[column], ls=style, marker=_marker(len(data)), ms=3, label=column[6:])
         ax.set(title="policy log-probs of chosen / rejected", xlabel="iteration")
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
         index += 1
     if distribution.exists():
         _draw_distribution(axes[index], pd.read_csv(distribution))
@@ -82,7 +82,7 @@ def _draw_distribution(ax, dist: pd.DataFrame) -> None:
             ax.plot(x, dist[column], ls=style, lw=1.5, label=column)
             ax.fill_between(x, 0, dist[column], alpha=0.15)
     ax.set(title="distribution at the end", xlabel="completion", ylabel="probability", ylim=(0, None))
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
     if dist["reward"].notna().any():
         twin = ax.twinx()
         twin.plot(x, dist["reward"], color="black", lw=1, ls="--")
