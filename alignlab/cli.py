@@ -8,6 +8,7 @@ sweep can simply be launched again.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib.resources
 import json
 import shutil
@@ -23,6 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from alignlab.errors import AlignlabError
+from alignlab.roles import resolve_reward
 from alignlab.rundir import (
     CHECKPOINT,
     METRICS,
@@ -39,9 +41,15 @@ from alignlab.train import TrainConfig, check_run, train
 
 GROUPS = ("task", "algo", "sampling", "experiment")
 
-OmegaConf.register_new_resolver(
-    "alignlab_run_name", lambda overrides: overrides.replace("/", "_") or "default", replace=True
-)
+
+def run_name(overrides: str) -> str:
+    """A run directory's name from its overrides; one longer than a file name may be (255 bytes) keeps its
+    first 150 characters and a hash of the whole, so a sweep over many settings still finds its runs."""
+    name = overrides.replace("/", "_") or "default"
+    return name if len(name.encode()) <= 200 else f"{name[:150]}...{hashlib.sha1(name.encode()).hexdigest()[:12]}"
+
+
+OmegaConf.register_new_resolver("alignlab_run_name", run_name, replace=True)
 
 
 def fail(message: str) -> None:
@@ -229,7 +237,7 @@ def build(node: dict):
 
 def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     """Build the task, objective and regime from the config, train, and write the run directory."""
-    task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
+    task_cfg = resolve_reward(OmegaConf.to_container(cfg.task, resolve=True))  # a role (hard, easy) -> a name
     algo_cfg = OmegaConf.to_container(cfg.algo, resolve=True)
     algo_cfg.pop("name", None)
     sampling = SamplingConfig(**OmegaConf.to_container(cfg.sampling, resolve=True))

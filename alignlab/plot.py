@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import yaml  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from alignlab.rundir import METRICS  # noqa: E402
 
@@ -41,38 +42,52 @@ def plot_run(run_dir: Path) -> Path:
     fig, axes = plt.subplots(1, count, figsize=(4.2 * count, 3.6))
     for ax, (column, title) in zip(axes, panels, strict=False):
         data = metrics.dropna(subset=[column])
-        sns.lineplot(data=data, x="iteration", y=column, ax=ax)
-        ax.set(title=title, ylabel="")
+        ax.plot(data["iteration"], data[column], marker=_marker(len(data)), ms=4)
+        ax.set(title=title, xlabel="iteration", ylabel="")
     index = len(panels)
     if has_logps:
         ax = axes[index]
-        long = metrics.melt(
-            id_vars="iteration", value_vars=[c for c in LOGPS if c in metrics], var_name="", value_name="log-prob"
-        )
-        sns.lineplot(data=long.dropna(), x="iteration", y="log-prob", hue="", ax=ax)
-        ax.set(title="policy log-probs of chosen / rejected")
+        for column, style in zip(LOGPS, ("-", "--", ":"), strict=True):
+            if column in metrics:
+                data = metrics.dropna(subset=[column])
+                ax.plot(data["iteration"], data[column], ls=style, marker=_marker(len(data)), ms=3, label=column[6:])
+        ax.set(title="policy log-probs of chosen / rejected", xlabel="iteration")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
         index += 1
     if distribution.exists():
-        ax = axes[index]
-        dist = pd.read_csv(distribution)
-        dist["completion"] = dist["completion"].astype(str)
-        long = dist.melt(
-            id_vars="completion", value_vars=["reference", "policy", "optimum"], var_name="", value_name="probability"
-        )
-        sns.barplot(data=long.dropna(), x="completion", y="probability", hue="", ax=ax)
-        ax.set(title="distribution at the end")
-        if len(dist) > 20:
-            ax.set_xticks(ax.get_xticks()[:: max(1, len(dist) // 10)])
-        twin = ax.twinx()
-        twin.plot(range(len(dist)), dist["reward"], color="black", lw=1, ls="--", label="reward")
-        twin.set(ylabel="reward", ylim=(0, None))
-        twin.grid(False)
+        _draw_distribution(axes[index], pd.read_csv(distribution))
     fig.suptitle(" ".join(_overrides(run_dir)) or "defaults (alignlab with no overrides)", fontsize=10)
     fig.tight_layout()
     out = run_dir / "figure.png"
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return out
+
+
+def _marker(points: int) -> str | None:
+    """Markers for curves with few points, so that a short run does not draw an empty axis."""
+    return "o" if points <= 15 else None
+
+
+def _draw_distribution(ax, dist: pd.DataFrame) -> None:
+    """Reference, policy and pi* over completions; bars for a few, lines for many (a 100-arm bandit's bars
+    are thinner than a pixel), with the reward on a second axis."""
+    x = dist["completion"].to_numpy()
+    if len(dist) <= 20:
+        width = 0.27
+        for i, column in enumerate(("reference", "policy", "optimum")):
+            ax.bar(x + (i - 1) * width, dist[column], width=width, label=column)
+    else:
+        for column, style in (("reference", "-"), ("policy", "-"), ("optimum", "--")):
+            ax.plot(x, dist[column], ls=style, lw=1.5, label=column)
+            ax.fill_between(x, 0, dist[column], alpha=0.15)
+    ax.set(title="distribution at the end", xlabel="completion", ylabel="probability", ylim=(0, None))
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
+    if dist["reward"].notna().any():
+        twin = ax.twinx()
+        twin.plot(x, dist["reward"], color="black", lw=1, ls="--")
+        twin.set(ylabel="reward (dashed)", ylim=(0, None))
+        twin.grid(False)
 
 
 def _overrides(run_dir: Path) -> list[str]:
@@ -83,6 +98,10 @@ def _overrides(run_dir: Path) -> list[str]:
 def natural_key(text: str) -> list:
     """Sort 'sync_every=4' before 'sync_every=16'."""
     return [float(part) if part.replace(".", "", 1).isdigit() else part for part in re.split(r"(\d+(?:\.\d+)?)", text)]
+
+
+FACETS = ("task.reward", "sampling", "algo")  # a sweep over two or more settings gets one panel per value of the
+# first of these that varies; colours are the other settings
 
 
 def load_sweep(root: Path) -> pd.DataFrame:
@@ -97,7 +116,7 @@ def load_sweep(root: Path) -> pd.DataFrame:
     for run in runs:
         frame = pd.read_csv(run / METRICS)
         o = overrides[run]
-        frame["label"] = ", ".join(f"{k}={o.get(k, '-')}" for k in varying) or run.name
+        frame["label"] = ", ".join(f"{k}={o.get(k, '-')}" for k in varying) or "mean over seeds"
         for k in varying:
             frame[k] = o.get(k, "-")
         frame["seed"] = o.get("seed", "0")
@@ -108,66 +127,151 @@ def load_sweep(root: Path) -> pd.DataFrame:
     return data
 
 
+def _layout(data: pd.DataFrame) -> tuple[str | None, list[str]]:
+    """(the facet key or None, the keys that colour the lines); writes the colour label in data['hue']."""
+    varying = data.attrs.get("varying", [])
+    facet = next((k for k in FACETS if k in varying), None) if len(varying) >= 2 else None
+    hue_keys = [k for k in varying if k != facet]
+    data["hue"] = (
+        data[hue_keys].astype(str).apply(lambda r: ", ".join(f"{k}={v}" for k, v in r.items()), axis=1)
+        if (hue_keys)
+        else data["label"]
+    )
+    return facet, hue_keys
+
+
+def _axes(count: int, wide: bool, sharey: bool = True):
+    cols = min(count, 4)
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=((9 if wide and cols == 1 else 4.6 * cols), 3.6 * rows), squeeze=False, sharey=sharey
+    )
+    flat = list(axes.flat)
+    for ax in flat[count:]:
+        ax.set_visible(False)
+    return fig, flat[:count]
+
+
+def _legend(fig, axes, title: str | None = None) -> None:
+    """One legend for the figure, right of the panels (off the data), in natural order (4 before 16)."""
+    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes[1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    order = sorted(range(len(labels)), key=lambda i: natural_key(labels[i]))
+    fig.legend(
+        [handles[i] for i in order],
+        [labels[i] for i in order],
+        fontsize=8,
+        title=title,
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        frameon=False,
+    )
+
+
 def plot_sweep(root: Path, out_dir: Path | None = None) -> list[Path]:
     root = Path(root)
+    data = load_sweep(root)
     out_dir = Path(out_dir or root)
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = load_sweep(root)
-    labels = sorted(data["label"].unique(), key=natural_key)
+    facet, _ = _layout(data)
+    hues = sorted(data["hue"].unique(), key=natural_key)
     sns.set_theme(style="whitegrid", context="notebook")
-    colors = sns.color_palette("tab20" if len(labels) > 10 else "tab10", len(labels))
-    palette = dict(zip(labels, colors, strict=True))
-    wide = len(labels) > 8
+    colors = sns.color_palette("tab20" if len(hues) > 10 else "tab10", len(hues))
+    palette = dict(zip(hues, colors, strict=True))
+    panels = sorted(data[facet].unique(), key=natural_key) if facet else [None]
+    wide = len(hues) > 8
     paths = []
 
-    fig, ax = plt.subplots(figsize=(9 if wide else 6.5, 4.2))
-    sns.lineplot(
-        data=data.dropna(subset=["eval/reward"]),
-        x="iteration",
-        y="eval/reward",
-        hue="label",
-        errorbar="sd",
-        palette=palette,
-        ax=ax,
-    )
-    ax.set(title="expected reward (mean and one s.d. across seeds)", ylabel="reward")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+    # reward against iteration (or prompts seen when the round size varies): mean and one s.d. over seeds
+    x_name, x_label = "iteration", "iteration"
+    if "sampling.prompts_per_round" in data.attrs.get("varying", []):
+        data["prompts seen"] = data["iteration"] * data["sampling.prompts_per_round"].astype(float)
+        x_name, x_label = "prompts seen", "prompts seen (iteration x B)"
+    evaluated = data.dropna(subset=["eval/reward"])
+    low, high = evaluated["eval/reward"].min(), evaluated["eval/reward"].max()
+    fig, axes = _axes(len(panels), wide)
+    for ax, panel in zip(axes, panels, strict=True):
+        part = evaluated if panel is None else evaluated[evaluated[facet] == panel]
+        for hue in hues:
+            curve = part[part["hue"] == hue].groupby(x_name)["eval/reward"].agg(["mean", "std"]).fillna(0.0)
+            if curve.empty:
+                continue
+            x = curve.index.to_numpy(dtype=float)
+            ax.plot(x, curve["mean"], color=palette[hue], label=hue, marker=_marker(len(curve)), ms=4)
+            band_low = (curve["mean"] - curve["std"]).clip(low, high)
+            band_high = (curve["mean"] + curve["std"]).clip(low, high)
+            ax.fill_between(x, band_low, band_high, color=palette[hue], alpha=0.2, lw=0)
+        ax.set(title=f"{facet}={panel}" if facet else "", xlabel=x_label, ylabel="reward")
+    fig.suptitle("expected reward (mean and one s.d. across seeds)", fontsize=11)
+    _legend(fig, axes)
     paths.append(_save(fig, out_dir / "reward_vs_iteration.png"))
 
+    # reward against KL: every evaluation (small), the final ones (large) and the frontier of each group
+    group = "sampling" if "sampling" in data.attrs.get("varying", []) else "hue"
+    groups = sorted(data[group].unique(), key=natural_key)
+    group_colors = (
+        palette if group == "hue" else dict(zip(groups, sns.color_palette("tab10", len(groups)), strict=True))
+    )
+    points = data.dropna(subset=["eval/reward", "eval/kl_ref"])
     final = data.sort_values("iteration").groupby("run").tail(1)
     fig, ax = plt.subplots(figsize=(9 if wide else 6.5, 4.2))
-    varying = data.attrs.get("varying", [])
-    if len(varying) == 2:  # colour for the setting with fewer values (say, online/offline), marker for the other
-        hue, style = sorted(varying, key=lambda k: final[k].nunique())
-        order = sorted(final[style].unique(), key=natural_key)
-        sns.scatterplot(
-            data=final, x="eval/kl_ref", y="eval/reward", hue=hue, style=style, style_order=order, ax=ax, s=50
+    for g in groups:
+        mine = points[points[group] == g].sort_values("eval/kl_ref")
+        color = group_colors[g]
+        ax.scatter(mine["eval/kl_ref"], mine["eval/reward"], s=5, alpha=0.2, color=color, lw=0)
+        ax.step(
+            mine["eval/kl_ref"],
+            mine["eval/reward"].cummax(),
+            where="post",
+            color=color,
+            lw=2,
+            label=f"{g}" if group == "hue" else f"{group}={g}: frontier",
         )
-    else:
-        sns.scatterplot(data=final, x="eval/kl_ref", y="eval/reward", hue="label", palette=palette, ax=ax, s=30)
+        ends = final[final[group] == g]
+        ax.scatter(ends["eval/kl_ref"], ends["eval/reward"], s=30, color=color, edgecolor="black", lw=0.6, zorder=3)
     ax.set(
-        title="final reward against KL to the reference (one point per run)", xlabel="KL(pi || pi_ref)", ylabel="reward"
+        title="reward against KL to the reference: every evaluation (dots), final (outlined), frontier (line)",
+        xlabel="KL(pi || pi_ref)",
+        ylabel="reward",
     )
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+    ax.title.set_fontsize(9)
+    _legend(fig, [ax])
     paths.append(_save(fig, out_dir / "reward_vs_kl.png"))
 
+    # log-probs of chosen, rejected and their margin: one panel per configuration
     if all(c in data for c in LOGPS[:2]):
-        long = data.melt(
-            id_vars=["iteration", "label", "run"], value_vars=list(LOGPS[:2]), var_name="which", value_name="log-prob"
+        labels = sorted(data["label"].unique(), key=natural_key)
+        fig, axes = _axes(len(labels), False, sharey=False)
+        for ax, label in zip(axes, labels, strict=True):
+            part = data[data["label"] == label]
+            for column, style, color in zip(LOGPS, ("-", "--", ":"), ("tab:blue", "tab:red", "tab:gray"), strict=True):
+                if column not in part:
+                    continue
+                curve = part.dropna(subset=[column]).groupby("iteration")[column].mean()
+                ax.plot(
+                    curve.index,
+                    curve.to_numpy(),
+                    ls=style,
+                    color=color,
+                    label=column[6:],
+                    marker=_marker(len(curve)),
+                    ms=3,
+                )
+            ax.set_title(label, fontsize=8)
+            ax.set(xlabel="iteration", ylabel="log-prob")
+        fig.suptitle(
+            "policy log-probs of each round's chosen and rejected samples, and their margin (mean over seeds)",
+            fontsize=10,
         )
-        fig, ax = plt.subplots(figsize=(9 if wide else 6.5, 4.2))
-        sns.lineplot(
-            data=long.dropna(),
-            x="iteration",
-            y="log-prob",
-            hue="label",
-            style="which",
-            errorbar=None,
-            palette=palette,
-            ax=ax,
-        )
-        ax.set(title="policy log-probs of chosen (solid) and rejected (dashed) samples")
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+        fig.tight_layout()
+        styles = zip(LOGPS, ("-", "--", ":"), ("tab:blue", "tab:red", "tab:gray"), strict=True)
+        handles = [Line2D([], [], ls=style, color=color, label=column[6:]) for column, style, color in styles]
+        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=9)
         paths.append(_save(fig, out_dir / "logps.png"))
 
     columns = [c for c in ("eval/reward", "eval/kl_ref", "eval/p_optimal", "eval/mean_length") if c in final]

@@ -14,9 +14,24 @@ import copy
 from dataclasses import dataclass
 
 import torch
+from omegaconf import OmegaConf
 
 from alignlab.errors import ConfigError
 from alignlab.types import Rollout
+
+
+def rounds_for_budget(prompt_budget: int, prompts_per_round: int) -> int:
+    """Rounds that spend `prompt_budget` prompts at B prompts a round (the batch_size experiment's
+    `train.iterations: ${alignlab_rounds:${findings.prompt_budget},${sampling.prompts_per_round}}`)."""
+    if prompt_budget % prompts_per_round:
+        raise ValueError(
+            f"findings.prompt_budget={prompt_budget} is not a multiple of sampling.prompts_per_round="
+            f"{prompts_per_round}. Fix: choose a budget that every swept B divides"
+        )
+    return prompt_budget // prompts_per_round
+
+
+OmegaConf.register_new_resolver("alignlab_rounds", rounds_for_budget, replace=True)
 
 
 @dataclass
@@ -31,6 +46,7 @@ class SamplingConfig:
     updates_per_batch: int = 1  # T: gradient steps on the same batch (sample reuse)
     offline_fraction: float = 0.0  # share of each online round's prompts taken from the offline data
     offline_prompts: int = 32  # size of the offline dataset, in prompts (x samples_per_prompt completions)
+    minibatch_prompts: int | None = None  # M: prompts per gradient step, B/M steps a pass (None: M = B)
 
     @property
     def is_offline(self) -> bool:
@@ -55,6 +71,20 @@ class SamplingConfig:
                 "set sampling.sync_every to an integer (online or semi-online) or offline_fraction=0",
             )
 
+        if self.minibatch_prompts is not None and (
+            self.minibatch_prompts < 1 or self.prompts_per_round % self.minibatch_prompts
+        ):
+            raise ConfigError(
+                f"sampling.minibatch_prompts={self.minibatch_prompts} does not divide "
+                f"sampling.prompts_per_round={self.prompts_per_round}",
+                "choose a minibatch size M that divides the round's B prompts (or null for one step on the round)",
+            )
+
+    @property
+    def steps_per_pass(self) -> int:
+        """Gradient steps in one pass over a round: B / M (1 without minibatches)."""
+        return 1 if self.minibatch_prompts is None else self.prompts_per_round // self.minibatch_prompts
+
     @property
     def offline_per_round(self) -> int:
         if self.is_offline:
@@ -73,7 +103,7 @@ class Sampler:
         # A stale copy is needed only when the sampler may lag the policy by more than one round's updates;
         # otherwise sampling from the live policy at the start of a round is the same thing, with no copy.
         self.frozen = None
-        if not cfg.is_offline and cfg.sync_every > cfg.updates_per_batch:
+        if not cfg.is_offline and cfg.sync_every > cfg.updates_per_batch * cfg.steps_per_pass:
             self.frozen = copy.deepcopy(policy)
             for p in self.frozen.parameters():
                 p.requires_grad_(False)
@@ -145,3 +175,13 @@ class Sampler:
             self.frozen.load_state_dict(state["frozen"])
         if self.offline is not None:
             self.order, self.position = state["order"], state["position"]
+
+
+def minibatches_of(rollout: Rollout, cfg: SamplingConfig) -> list[Rollout]:
+    """A round split into B/M minibatches of M prompt groups, in order (Tajwar et al. 2024, Sec. 5.3: at a
+    fixed minibatch size a smaller round B means fresher data for the same number of samples and steps)."""
+    if cfg.minibatch_prompts is None or cfg.minibatch_prompts >= rollout.num_groups:
+        return [rollout]
+    n = rollout.samples_per_prompt
+    groups = torch.arange(rollout.num_groups).split(cfg.minibatch_prompts)
+    return [rollout.select((g[:, None] * n + torch.arange(n)).flatten(), samples_per_prompt=n) for g in groups]

@@ -32,6 +32,16 @@ SCHEMA_GROUP = "alignlab_schema"
 
 
 @dataclass
+class FindingsBudget:
+    """`findings:`: the budgets of the findings experiments (conf/experiment/) on a task; each task sets its own."""
+
+    seeds: int = 1  # seeds per configuration (an experiment's num_seeds), >= 1
+    reuse_iterations: int = 100  # sample_reuse (T3): iterations at every T, >= 1
+    prompt_budget: int = 2400  # batch_size (T4): prompts per run at every round size B, >= 1
+    minibatch_prompts: int = 2  # batch_size (T4): M, prompts per gradient step, >= 1
+
+
+@dataclass
 class RootConfig:
     """The top level of conf/config.yaml."""
 
@@ -45,6 +55,7 @@ class RootConfig:
     force: bool = False  # re-run a finished run
     plot: bool = True  # draw figure.png when the run ends
     experiment_name: str = "sweep"  # names the multirun directory
+    findings: FindingsBudget = field(default_factory=FindingsBudget)
 
 
 @dataclass
@@ -53,7 +64,8 @@ class TaskConfig:
 
     _target_: str = MISSING
     name: str = MISSING
-    reward: str = MISSING
+    reward: str = MISSING  # a reward name, or a role of `roles` (alignlab/roles.py)
+    roles: dict[str, str] = field(default_factory=dict)  # role (hard, easy, verifiable, ...) -> reward name
 
 
 @dataclass
@@ -206,3 +218,6 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"num_seeds={cfg.num_seeds} is below 1", "set num_seeds=1 or more")
     if cfg.threads is not None and cfg.threads < 1:
         raise ConfigError(f"threads={cfg.threads} is below 1", "set threads=1 or more, or threads=null")
+    for key in ("seeds", "reuse_iterations", "prompt_budget", "minibatch_prompts"):
+        if cfg.findings[key] < 1:
+            raise ConfigError(f"findings.{key}={cfg.findings[key]} is below 1", f"set findings.{key}=1 or more")

@@ -29,7 +29,7 @@ from alignlab.rundir import (
     remove_stale_temporaries,
     save_checkpoint,
 )
-from alignlab.sampling import Sampler, SamplingConfig
+from alignlab.sampling import Sampler, SamplingConfig, minibatches_of
 from alignlab.types import Rollout
 
 
@@ -206,19 +206,24 @@ def train(
     started = time.perf_counter() - elapsed_before
     updates = int(rows[-1]["train/updates"]) if rows else 0
     evaluation: dict = {}
+    if not rows:  # the reference's level: every curve starts at iteration 0
+        evaluation = task.evaluate(policy, eval_generator)
+        rows.append({"iteration": 0, **{f"eval/{k}": v for k, v in evaluation.items()}, "train/updates": 0.0})
     bar = tqdm(range(start_iteration, cfg.iterations), disable=not cfg.progress, delay=2.0, desc=task.name, leave=False)
     for iteration in bar:
         t0 = time.perf_counter()
         # 1-3. sample (from the sampler or the offline data), score, attach reference/old log-probs
         rollout = collect(sampler, task, objective, reference)
-        # 4. targets, built once and reused for the T updates
-        targets = objective.prepare(rollout, iteration)
         row = {"iteration": iteration + 1, "train/reward": rollout.rewards.mean().item()}
-        if targets is not None:
-            row.update(targets.metrics)
-        # 5. T gradient steps on the same batch
-        if targets is not None and len(targets.rollout) > 0:
-            for _ in range(sampling.updates_per_batch):
+        # 4. targets, built once per minibatch of M prompts (the whole round by default), reused for T updates
+        minibatches = [objective.prepare(part, iteration) for part in minibatches_of(rollout, sampling)]
+        usable = [t for t in minibatches if t is not None and len(t.rollout) > 0]
+        for targets in minibatches:
+            if targets is not None:
+                row.update(targets.metrics)
+        # 5. T passes over the round, one gradient step per minibatch (B/M steps a pass)
+        for _ in range(sampling.updates_per_batch if usable else 0):
+            for targets in usable:
                 logps = policy.logprobs(targets.rollout.prompts, targets.rollout.completions)
                 loss, metrics = objective.total_loss(targets, logps)
                 optimizer.zero_grad(set_to_none=True)
@@ -228,8 +233,8 @@ def train(
                 optimizer.step()
                 sampler.after_update()
                 updates += 1
-            row.update({k: float(v) for k, v in metrics.items()})
-        else:
+                row.update({k: float(v) for k, v in metrics.items()})
+        if not usable:
             row["train/skipped_round"] = 1.0
         # 6. evaluation and the metrics row
         if (iteration + 1) % cfg.eval_every == 0 or iteration + 1 == cfg.iterations:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from alignlab.objectives import DPO, GRPO, IPO, KTO, PPO, RLOO, SFT, BestOfN, Reinforce
 from alignlab.sampling import SamplingConfig
@@ -70,15 +71,16 @@ def grid() -> None:
         runs = len(list(Path(tmp, "grid").rglob("seed=*/summary.json")))
         results = {}
         for job in Path(tmp, "grid").glob("*/summary.json"):
-            overrides = dict(part.split("=", 1) for part in job.parent.name.split(","))
+            recorded = yaml.safe_load((job.parent / ".hydra" / "overrides.yaml").read_text())
+            overrides = dict(o.split("=", 1) for o in recorded)
             summary = json.loads(job.read_text())
             results[(summary["algo"], overrides["task.reward"], summary["sampling"])] = summary
     print("\nThe tier-1 grid from one command: alignlab -m experiment=tajwar_bandit_grid (2 joblib workers)")
     print(f"{'runs':>6}{'jobs':>6}{'wall s':>9}{'s / run':>9}{'goal s':>8}")
     print(f"{runs:>6}{runs // 10:>6}{wall:>9.1f}{wall / runs:>9.3f}{120:>8}")
-    columns = [("r1", "online"), ("r1", "offline"), ("r2", "online"), ("r2", "offline")]
+    columns = [("hard", "online"), ("hard", "offline"), ("easy", "online"), ("easy", "offline")]  # R1 hard, R2 easy
     print("\nFinal expected reward, mean ± s.d. over 10 seeds (Markdown):\n")
-    print("| algo | " + " | ".join(f"{r.upper()} {s}" for r, s in columns) + " |")
+    print("| algo | " + " | ".join(f"{'R1' if r == 'hard' else 'R2'} {s}" for r, s in columns) + " |")
     print("|---|" + "---:|" * len(columns))
     for algo in sorted({a for a, _, _ in results}):
         cells = [results.get((algo, r, s)) for r, s in columns]

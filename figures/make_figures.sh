@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Regenerates the tier-1 figures of README.md from the code as it is (about 2-4 minutes on 2 cores).
-#   bash figures/make_figures.sh
+# Regenerates the tier-1 figures of README.md from the code as it is: the default run, then the findings
+# report on the bandit (alignlab-report, every finding's sweep; a few minutes on 2 idle cores), whose
+# figures and REPORT.md are copied here.
+#   bash figures/make_figures.sh            # keeps the report's runs in report/ (re-running resumes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ALIGNLAB=${ALIGNLAB:-.venv/bin/alignlab}
-PLOT=${PLOT:-.venv/bin/alignlab-plot}
+REPORT=${REPORT:-.venv/bin/alignlab-report}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
@@ -12,12 +14,17 @@ trap 'rm -rf "$out"' EXIT
 $ALIGNLAB hydra.run.dir="$out/default" train.progress=false
 cp "$out/default/figure.png" figures/default_run.png
 
-for experiment in online_vs_offline negative_gradient semi_online_sync kl_budget sample_reuse; do
-  $ALIGNLAB -m experiment=$experiment hydra/launcher=joblib hydra.launcher.n_jobs=2 hydra.sweep.dir="$out/$experiment" > /dev/null
-  $PLOT "$out/$experiment" > /dev/null
+# The same run on the paper's 100-arm bandit.
+$ALIGNLAB task=bandit_tajwar100 hydra.run.dir="$out/tajwar100" train.progress=false
+cp "$out/tajwar100/figure.png" figures/bandit_tajwar100_run.png
+
+# Every finding on tier 1 (resumable: report/runs/ keeps the finished runs).
+$REPORT task=bandit --out report
+for dir in report/figures/*/; do
+  experiment=$(basename "$dir")
   for f in reward_vs_iteration reward_vs_kl logps; do
-    [ -f "$out/$experiment/$f.png" ] && cp "$out/$experiment/$f.png" "figures/${experiment}_$f.png"
+    [ -f "$dir/$f.png" ] && cp "$dir/$f.png" "figures/${experiment}_$f.png"
   done
-  cp "$out/$experiment/final.csv" "figures/${experiment}_final.csv"
+  cp "$dir/final.csv" "figures/${experiment}_final.csv"
 done
 echo "figures written to figures/"

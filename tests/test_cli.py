@@ -24,7 +24,7 @@ def test_default_run_writes_the_run_directory_contract(cli):
     assert summary["iterations"] == 30 and summary["algo"] == "dpo" and summary["sampling"] == "online"
     with open(run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 30 and [int(r["iteration"]) for r in rows] == list(range(1, 31))
+    assert len(rows) == 31 and [int(r["iteration"]) for r in rows] == list(range(0, 31))  # 0: the reference
     for column in (
         "eval/reward",
         "eval/kl_ref",
@@ -36,7 +36,7 @@ def test_default_run_writes_the_run_directory_contract(cli):
         "time/wall",
         "loss/total",
     ):
-        assert column in rows[0], column
+        assert column in rows[1], column
 
 
 def test_a_finished_run_is_skipped_unless_forced(cli):

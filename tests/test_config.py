@@ -8,6 +8,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from alignlab.roles import resolve_reward
 from alignlab.sampling import SamplingConfig
 from alignlab.train import TrainConfig
 
@@ -85,7 +86,7 @@ def test_every_task_composes_and_sets_the_required_values(hydra_ctx, task):
 @pytest.mark.parametrize("task", ["bandit", "bandit_tajwar100"])
 def test_bandit_tasks_instantiate(hydra_ctx, task):
     cfg = compose("config", overrides=[f"task={task}"])
-    instantiate(OmegaConf.to_container(cfg.task, resolve=True))
+    instantiate(resolve_reward(OmegaConf.to_container(cfg.task, resolve=True)))
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))

@@ -12,6 +12,7 @@ import torch
 from alignlab.errors import ConfigError, DataError
 from alignlab.losses import dpo_loss
 from alignlab.objectives import DPO
+from alignlab.roles import resolve_reward
 from alignlab.sampling import SamplingConfig
 from alignlab.train import TrainConfig, train
 from bandits import SoftmaxPolicy
@@ -340,7 +341,7 @@ def compose_and_train(cache_dir: str, overrides: list[str]) -> tuple[dict, list[
     algo.pop("name")
     sampling = SamplingConfig(**OmegaConf.to_container(cfg.sampling, resolve=True))
     train_cfg = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
-    task = build(OmegaConf.to_container(cfg.task, resolve=True))
+    task = build(resolve_reward(OmegaConf.to_container(cfg.task, resolve=True)))
     evaluation, rows, _ = train(task, build(algo), sampling, train_cfg, seed=0)
     return evaluation, rows
 
@@ -361,7 +362,7 @@ TINY = [
 @pytest.mark.parametrize("algo", ALGOS)
 def test_every_objective_runs_on_every_reward(cache_dir, algo, reward):
     evaluation, rows = compose_and_train(cache_dir, [f"algo={algo}", f"task.reward={reward}", "sampling=online", *TINY])
-    assert len(rows) == 2 and 0.0 <= evaluation["reward"] <= 1.0 and math.isfinite(evaluation["kl_ref"])
+    assert len(rows) == 3 and 0.0 <= evaluation["reward"] <= 1.0 and math.isfinite(evaluation["kl_ref"])
     assert "mean_length" in evaluation
 
 
@@ -371,7 +372,7 @@ def test_every_objective_runs_in_every_regime(cache_dir, algo, regime):
     evaluation, rows = compose_and_train(
         cache_dir, [f"algo={algo}", "task.reward=min_length", f"sampling={regime}", *TINY]
     )
-    assert len(rows) == 2 and math.isfinite(evaluation["reward"])
+    assert len(rows) == 3 and math.isfinite(evaluation["reward"])
 
 
 # ---- does it learn ---------------------------------------------------------------------------------------

@@ -1,0 +1,350 @@
+"""Reward roles, the findings experiments on every tier, minibatches, the verdicts and the report."""
+
+from __future__ import annotations
+
+import importlib.resources
+import math
+
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from alignlab.cli import build, run_experiment, run_name
+from alignlab.errors import ConfigError
+from alignlab.findings import FINDINGS, Verdict, iterations_to_level
+from alignlab.objectives import DPO
+from alignlab.roles import ROLES, required_roles, resolve_reward
+from alignlab.sampling import SamplingConfig, minibatches_of
+from alignlab.train import TrainConfig, train
+from alignlab.types import Rollout
+from bandits import BanditTask
+from tests.conftest import run_cli
+
+CONF = importlib.resources.files("alignlab.conf")
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.name[:-5] for p in (CONF / group).iterdir() if p.name.endswith(".yaml"))
+
+
+def roles_of(task: str) -> dict:
+    return dict(OmegaConf.load(str(CONF / "task" / f"{task}.yaml")).task.roles)
+
+
+def experiment(name: str) -> dict:
+    return OmegaConf.to_container(OmegaConf.load(str(CONF / "experiment" / f"{name}.yaml")))
+
+
+@pytest.fixture(scope="module")
+def hydra_ctx():
+    GlobalHydra.instance().clear()
+    with initialize_config_module("alignlab.conf", version_base="1.3"):
+        yield
+    GlobalHydra.instance().clear()
+
+
+# ---- roles -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "task, reward, name",
+    [
+        ("bandit", "hard", "r1"),
+        ("bandit", "easy", "r2"),
+        ("bandit", "r2", "r2"),
+        ("bandit_tajwar100", "hard", "r1"),
+        ("synthetic_llm", "hard", "min_length"),
+        ("synthetic_llm", "easy", "mean_length"),
+        ("synthetic_llm", "verifiable", "arithmetic"),
+        ("full_scale", "hard", "length"),
+        ("full_scale", "verifiable", "math"),
+    ],
+)
+def test_a_role_resolves_to_the_tasks_reward(task, reward, name):
+    cfg = {"name": task, "reward": reward, "roles": roles_of(task)}
+    resolved = resolve_reward(cfg)
+    assert resolved["reward"] == name and "roles" not in resolved
+    assert cfg["reward"] == reward, "the caller's config is not changed"
+
+
+@pytest.mark.parametrize(
+    "task, reward", [("bandit", "verifiable"), ("full_scale", "easy"), ("bandit", "nonverifiable")]
+)
+def test_a_missing_role_is_one_line_that_lists_the_roles(task, reward):
+    with pytest.raises(ConfigError) as error:
+        resolve_reward({"name": task, "reward": reward, "roles": roles_of(task)})
+    message = str(error.value)
+    assert "\n" not in message and f"no '{reward}' reward" in message and "Fix:" in message
+    for role in roles_of(task):
+        assert role in message
+
+
+def test_every_task_names_its_rewards_by_role():
+    for task in options("task"):
+        roles = roles_of(task)
+        assert "hard" in roles and set(roles) <= set(ROLES), task
+
+
+def test_the_cli_stops_on_a_missing_role_before_training(tmp_path):
+    proc = run_cli(["task.reward=verifiable", "plot=false"], tmp_path, check=False)
+    assert proc.returncode == 2
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "task=bandit has no 'verifiable' reward (its roles: hard (r1), easy (r2))" in line
+    assert not list(tmp_path.rglob("metrics.csv"))
+
+
+# ---- experiments: roles, headers, every task that has the roles ---------------------------------------------
+FINDING_EXPERIMENTS = sorted({f.experiment for f in FINDINGS.values()})
+
+
+@pytest.mark.parametrize("name", options("experiment"))
+def test_an_experiment_asks_for_roles_and_cites_its_paper(name):
+    text = (CONF / "experiment" / f"{name}.yaml").read_text()
+    cfg = experiment(name)
+    assert "arXiv:" in text and "alignlab -m experiment=" + name in text
+    for reward in ("r1", "r2", "min_length", "mean_length"):
+        assert f"reward: {reward}" not in text and f"task.reward: {reward}" not in text, "ask for a role"
+    assert "iterations: 3" not in text and "lr:" not in text, "budgets belong to the task"
+    if name in FINDING_EXPERIMENTS:
+        assert "Claim:" in text and "Paper:" in text
+        assert cfg["num_seeds"] == "${findings.seeds}"
+        assert required_roles(cfg) <= set(ROLES) and required_roles(cfg)
+
+
+def experiment_task_pairs():
+    for name in options("experiment"):
+        for task in options("task"):
+            if required_roles(experiment(name)) <= set(roles_of(task)):
+                yield name, task
+
+
+@pytest.mark.parametrize("name, task", list(experiment_task_pairs()))
+def test_every_experiment_composes_with_every_task_that_has_its_roles(hydra_ctx, name, task):
+    params = experiment(name)["hydra"]["sweeper"]["params"]
+    for values in _value_combinations(params):
+        cfg = compose("config", overrides=[f"experiment={name}", f"task={task}", *values])
+        task_cfg = resolve_reward(OmegaConf.to_container(cfg.task, resolve=True))
+        assert task_cfg["reward"] in set(roles_of(task).values())
+        SamplingConfig(**OmegaConf.to_container(cfg.sampling, resolve=True)).check()
+        TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True)).check()
+        assert cfg.num_seeds == cfg.findings.seeds or name == "tajwar_bandit_grid"
+
+
+def _value_combinations(params: dict) -> list[list[str]]:
+    """The first and the last value of every swept key (the sweep's corners, cheaply)."""
+    first = [f"{k}={str(v).split(',')[0].strip()}" for k, v in params.items()]
+    last = [f"{k}={str(v).split(',')[-1].strip()}" for k, v in params.items()]
+    return [first, last]
+
+
+def test_an_experiment_needs_the_roles_it_sweeps():
+    assert required_roles(experiment("online_vs_offline")) == {"hard", "easy"}
+    assert required_roles(experiment("kl_budget")) == {"hard"}
+    pairs = set(experiment_task_pairs())
+    assert ("online_vs_offline", "bandit") in pairs and ("online_vs_offline", "synthetic_llm") in pairs
+    assert ("online_vs_offline", "full_scale") not in pairs  # full_scale has no easy reward
+
+
+def run_corner(name: str, task: str, tmp_path, extra: list[str]) -> dict:
+    """One job of the experiment (the last value of every swept key), through the CLI's run_experiment."""
+    params = experiment(name)["hydra"]["sweeper"]["params"]
+    GlobalHydra.instance().clear()
+    with initialize_config_module("alignlab.conf", version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[f"experiment={name}", f"task={task}", *_value_combinations(params)[1], "num_seeds=1", *extra],
+        )
+    GlobalHydra.instance().clear()
+    return run_experiment(cfg, tmp_path / name)
+
+
+@pytest.mark.parametrize("name", options("experiment"))
+def test_every_experiment_runs_on_tier_1(name, tmp_path):
+    summary = run_corner(name, "bandit", tmp_path, ["train.iterations=2", "findings.prompt_budget=64"])
+    assert 0.0 <= summary["reward"] <= 1.0 and summary["iterations"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", options("experiment"))
+def test_every_experiment_runs_on_tier_2(name, tmp_path, tmp_path_factory):
+    cache = tmp_path_factory.getbasetemp() / "alignlab_cache_findings"
+    tiny = ["train.iterations=2", "train.eval_every=2", "task.eval_prompts=2", "task.eval_samples_per_prompt=2"]
+    tiny += ["sampling.offline_prompts=8", f"task.cache_dir={cache}", "findings.prompt_budget=64"]
+    torch.set_num_threads(1)
+    summary = run_corner(name, "synthetic_llm", tmp_path, tiny)
+    assert 0.0 <= summary["reward"] <= 1.0 and math.isfinite(summary["kl_ref"])
+
+
+# ---- minibatches (T4) and the evaluation at iteration 0 ----------------------------------------------------
+@pytest.mark.parametrize("minibatch, prompts", [(3, 8), (0, 8), (16, 8), (-1, 4)])
+def test_a_minibatch_that_does_not_divide_the_round_is_a_one_line_error(minibatch, prompts):
+    with pytest.raises(ConfigError, match=f"sampling.minibatch_prompts={minibatch} does not divide") as error:
+        SamplingConfig(prompts_per_round=prompts, minibatch_prompts=minibatch).check()
+    assert "\n" not in str(error.value) and "Fix:" in str(error.value)
+
+
+def test_minibatches_split_a_round_by_prompt_groups_in_order():
+    rollout = Rollout(list(range(12)), torch.arange(12), torch.arange(12.0), samples_per_prompt=2)
+    parts = minibatches_of(rollout, SamplingConfig(prompts_per_round=6, samples_per_prompt=2, minibatch_prompts=2))
+    assert [p.completions.tolist() for p in parts] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert all(p.samples_per_prompt == 2 for p in parts)
+    whole = minibatches_of(rollout, SamplingConfig(prompts_per_round=6, samples_per_prompt=2))
+    assert whole == [rollout]
+
+
+@pytest.mark.parametrize("prompts, minibatch, reuse", [(8, None, 1), (8, 2, 1), (8, 4, 3), (4, 1, 2)])
+def test_a_round_takes_b_over_m_steps_per_pass(prompts, minibatch, reuse):
+    sampling = SamplingConfig(prompts_per_round=prompts, minibatch_prompts=minibatch, updates_per_batch=reuse)
+    evaluation, rows, _ = train(BanditTask(), DPO(), sampling, TrainConfig(iterations=3, progress=False))
+    steps = (1 if minibatch is None else prompts // minibatch) * reuse
+    assert [r["train/updates"] for r in rows] == [0.0] + [steps * i for i in (1, 2, 3)]
+
+
+def test_every_run_is_evaluated_at_iteration_0_where_it_is_the_reference():
+    task = BanditTask()
+    _, rows, _ = train(task, DPO(), SamplingConfig(), TrainConfig(iterations=2, progress=False))
+    assert rows[0]["iteration"] == 0 and rows[0]["eval/kl_ref"] == pytest.approx(0.0, abs=1e-9)
+    expected = float((task.ref_probs * task.reward_fn.table.double()).sum())
+    assert rows[0]["eval/reward"] == pytest.approx(expected)
+    assert [r["iteration"] for r in rows] == [0, 1, 2]
+
+
+# ---- run directory names -----------------------------------------------------------------------------------
+def test_a_long_run_name_is_shortened_with_a_hash_and_stays_distinct():
+    short = "algo=dpo,sampling=online"
+    assert run_name(short) == short and run_name("") == "default" and run_name("a/b=1") == "a_b=1"
+    long_a = ",".join(f"key{i}=value{i}" for i in range(40))
+    long_b = long_a + ",x=1"
+    assert len(run_name(long_a).encode()) <= 200 and run_name(long_a) == run_name(long_a)
+    assert run_name(long_a) != run_name(long_b) and run_name(long_a).startswith(long_a[:100])
+
+
+def test_a_sweep_with_many_overrides_does_not_fail_on_its_directory_name(tmp_path):
+    many = [f"sampling.updates_per_batch={1}", "algo.beta=0.1", "algo.label_smoothing=0.0", "algo.min_reward_gap=0.0"]
+    many += [f"task.{k}={v}" for k, v in (("skew", 0.6), ("width", 1.5), ("r1_peak", 7), ("r2_peak", 0))]
+    many += ["train.max_grad_norm=1.0", "train.lr=0.05", "sampling.offline_prompts=32", "sampling.offline_fraction=0.0"]
+    many += ["task.behaviour=reference", "task.reference=skewed", "sampling.samples_per_prompt=4", "seed=0"]
+    proc = run_cli(["-m", "algo=dpo", *many, "train.iterations=2", "plot=false", "hydra.sweep.dir=s"], tmp_path)
+    assert proc.returncode == 0 and len(list((tmp_path / "s").rglob("summary.json"))) == 1
+
+
+# ---- verdicts on constructed tables ------------------------------------------------------------------------
+def summaries_t1(hard_gap: float, easy_gap: float) -> pd.DataFrame:
+    rows = []
+    for algo in ("dpo", "ipo"):
+        for seed in range(3):
+            for reward, gap in (("hard", hard_gap), ("easy", easy_gap)):
+                rows.append({"algo": algo, "task.reward": reward, "sampling": "offline", "seed": seed, "reward": 0.1})
+                rows.append(
+                    {"algo": algo, "task.reward": reward, "sampling": "online", "seed": seed, "reward": 0.1 + gap}
+                )
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    "hard_gap, easy_gap, status", [(0.5, 0.0, "holds"), (0.1, 0.0, "does not hold"), (0.5, 0.3, "does not hold")]
+)
+def test_t1_verdict(hard_gap, easy_gap, status):
+    verdict = FINDINGS["T1"].verdict(summaries_t1(hard_gap, easy_gap), pd.DataFrame())
+    assert verdict.status == status
+    assert verdict.numbers["dpo: online - offline on hard mean"] == pytest.approx(hard_gap)
+    assert verdict.numbers["dpo: online - offline on hard sd"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_iterations_to_level_counts_the_first_evaluation_past_the_level_or_the_length_plus_one():
+    metrics = pd.DataFrame(
+        {
+            "run": ["a"] * 4 + ["b"] * 4,
+            "iteration": [0, 1, 2, 3] * 2,
+            "eval/reward": [0.0, 0.5, 0.95, 0.99, 0.0, 0.1, 0.2, 0.3],
+        }
+    )
+    hits = iterations_to_level(metrics, level=0.9)
+    assert hits["a"] == 2 and hits["b"] == 4
+
+
+def curves(algo: str, sampling: str, speed: float, seeds=(0, 1)) -> list[dict]:
+    return [
+        {"run": f"{algo}-{sampling}-{s}", "algo": algo, "sampling": sampling, "seed": s, "iteration": i}
+        | {"eval/reward": min(1.0, speed * i)}
+        for s in seeds
+        for i in range(0, 21)
+    ]
+
+
+@pytest.mark.parametrize("negative_speed, status", [(0.2, "holds"), (0.05, "does not hold")])
+def test_t2_verdict(negative_speed, status):
+    rows = []
+    for algo in ("best_of_n", "sft"):
+        rows += curves(algo, "online", 0.1)
+    for algo in ("best_of_n_neg_worst", "best_of_n_neg_worse", "dpo"):
+        rows += curves(algo, "online", negative_speed)
+    metrics = pd.DataFrame(rows)
+    summaries = metrics[metrics.iteration == 20].rename(columns={"eval/reward": "reward"})
+    verdict = FINDINGS["T2"].verdict(summaries, metrics)
+    assert verdict.status == status
+
+
+@pytest.mark.parametrize(
+    "ppo_high, bon_high, status",
+    [(0.99, 0.5, "holds"), (0.5, 0.99, "does not hold"), (0.99, 0.99, "inconclusive")],
+)
+def test_t3_verdict(ppo_high, bon_high, status):
+    rows = []
+    for algo, high in (("ppo", ppo_high), ("best_of_n", bon_high)):
+        for t, reward in ((1, 0.99), (32, high)):
+            rows += [{"algo": algo, "sampling.updates_per_batch": str(t), "seed": s, "reward": reward} for s in (0, 1)]
+    assert FINDINGS["T3"].verdict(pd.DataFrame(rows), pd.DataFrame()).status == status
+
+
+@pytest.mark.parametrize("online_best, status", [(0.9, "holds"), (0.3, "does not hold")])
+def test_t5_verdict_reads_the_frontier_over_every_evaluation(online_best, status):
+    rows = []
+    for seed in (0, 1):
+        rows.append({"sampling": "online", "seed": seed, "eval/kl_ref": 0.4, "eval/reward": online_best})
+        rows.append({"sampling": "online", "seed": seed, "eval/kl_ref": 20.0, "eval/reward": 1.0})  # off budget
+        rows.append({"sampling": "offline", "seed": seed, "eval/kl_ref": 0.4, "eval/reward": 0.5})
+    verdict = FINDINGS["T5"].verdict(pd.DataFrame(), pd.DataFrame(rows))
+    assert verdict.status == status
+    assert verdict.numbers["KL <= 0.5: best online reward mean"] == pytest.approx(online_best)
+
+
+def test_a_verdict_has_one_of_three_statuses():
+    with pytest.raises(ValueError):
+        Verdict("maybe", {}, "")
+    for finding in FINDINGS.values():
+        assert finding.claim and finding.criterion and "arXiv:" in finding.paper
+        assert (CONF / "experiment" / f"{finding.experiment}.yaml").is_file()
+
+
+# ---- the report ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["task=bandits"], "unknown task 'bandits'"),
+        (["task=full_scale", "--only", "T1"], "no finding runs on task=full_scale (its reward roles: hard, verif"),
+        (["--only", "T9"], "unknown finding T9"),
+    ],
+)
+def test_the_report_stops_on_bad_input_before_writing(tmp_path, args, message):
+    proc = run_cli([*args, "--out", "rep"], tmp_path, module="alignlab.report", check=False)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "rep").exists()
+
+
+@pytest.mark.slow
+def test_the_report_runs_judges_and_resumes(tmp_path):
+    args = ["--only", "T1", "--out", "rep", "train.iterations=4", "findings.seeds=2", "algo=dpo"]
+    run_cli(args, tmp_path, module="alignlab.report")
+    report = (tmp_path / "rep" / "REPORT.md").read_text()
+    assert "## T1:" in report and "Criterion:" in report and "± " in report and "T2" not in report
+    assert (tmp_path / "rep" / "index.html").exists()
+    assert (tmp_path / "rep" / "figures" / "online_vs_offline" / "reward_vs_iteration.png").exists()
+    first = sorted(p.stat().st_mtime for p in (tmp_path / "rep" / "runs").rglob("metrics.csv"))
+    run_cli(args, tmp_path, module="alignlab.report")  # resumes: every run is already done
+    assert sorted(p.stat().st_mtime for p in (tmp_path / "rep" / "runs").rglob("metrics.csv")) == first
+
+
+def test_build_is_the_clis_instantiate():
+    assert build({"_target_": "alignlab.objectives.DPO", "beta": 0.2}).beta == 0.2
