@@ -21,12 +21,14 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from alignlab.errors import AlignlabError
+from alignlab.errors import AlignlabError, ConfigError
+from alignlab.rewards import MixtureSpec, with_reward_mixture
 from alignlab.rundir import CHECKPOINT, METRICS, SUMMARY, check_writable, write_json, write_metrics
 from alignlab.sampling import SamplingConfig
 from alignlab.train import TrainConfig, check_run, train
+from alignlab.warmstart import REFERENCE_MODES, check_finished, save_policy
 
-GROUPS = ("task", "algo", "sampling", "experiment")
+GROUPS = ("task", "algo", "sampling", "experiment", "data")
 
 OmegaConf.register_new_resolver(
     "alignlab_run_name", lambda overrides: overrides.replace("/", "_") or "default", replace=True
@@ -155,12 +157,26 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     train_cfg = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
     objective = build(algo_cfg)
     check_run(objective, sampling, train_cfg)  # before the task is built: that may load a model
+    check_data_options(cfg, train_cfg)
     task = build(task_cfg)
+    task = with_reward_mixture(task, cfg.get("reward_mix"), train_cfg.iterations, task_cfg.get("roles"))
     if cfg.force:  # a forced re-run starts afresh instead of resuming an old checkpoint
         (run_dir / CHECKPOINT).unlink(missing_ok=True)
 
-    evaluation, rows, policy = train(task, objective, sampling, train_cfg, seed=cfg.seed, run_dir=run_dir)
+    evaluation, rows, policy = train(
+        task,
+        objective,
+        sampling,
+        train_cfg,
+        seed=cfg.seed,
+        run_dir=run_dir,
+        init_from=cfg.get("init_from"),
+        init_reference=cfg.get("init_reference", "keep"),
+        record_rollouts=bool(cfg.get("record_rollouts", False)),
+    )
     write_metrics(run_dir / METRICS, rows)
+    if cfg.get("save_policy", False):
+        save_policy(run_dir, task, policy)
     if hasattr(task, "artifacts"):
         task.artifacts(policy, run_dir)
     summary = dict(evaluation)
@@ -173,6 +189,16 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     )
     write_json(run_dir / SUMMARY, summary)
     return summary
+
+
+def check_data_options(cfg: DictConfig, train_cfg: TrainConfig) -> None:
+    """The data options' checks that need no task (alignlab/warmstart.py, alignlab/rewards.py)."""
+    if cfg.get("init_from") is not None:
+        check_finished(cfg.init_from, "init_from")
+    if cfg.get("init_reference", "keep") not in REFERENCE_MODES:
+        raise ConfigError(f"init_reference={cfg.init_reference} is not a reference mode", "use keep or move")
+    if cfg.get("reward_mix") is not None:
+        MixtureSpec.from_config(OmegaConf.to_container(cfg.reward_mix, resolve=True), train_cfg.iterations)
 
 
 def run_seeds(cfg: DictConfig, run_dir: Path) -> dict:

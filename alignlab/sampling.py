@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import torch
 
 from alignlab.errors import ConfigError
+from alignlab.recording import ORDERS, Recording
 from alignlab.types import Rollout
+from alignlab.warmstart import load_policy, sample_offline
 
 
 @dataclass
@@ -31,6 +33,9 @@ class SamplingConfig:
     updates_per_batch: int = 1  # T: gradient steps on the same batch (sample reuse)
     offline_fraction: float = 0.0  # share of each online round's prompts taken from the offline data
     offline_prompts: int = 32  # size of the offline dataset, in prompts (x samples_per_prompt completions)
+    dataset: str | None = None  # offline data from a recording (a run dir, rollouts.parquet, .parquet or .jsonl)
+    dataset_order: str = "shuffled"  # recorded: the recording's rounds in order; shuffled: groups in random passes
+    behaviour_from: str | None = None  # offline data sampled from this finished run's final policy
 
     @property
     def is_offline(self) -> bool:
@@ -54,6 +59,26 @@ class SamplingConfig:
                 "sampling.offline_fraction mixes offline data into online rounds, but this regime is offline",
                 "set sampling.sync_every to an integer (online or semi-online) or offline_fraction=0",
             )
+
+        if self.dataset_order not in ORDERS:
+            raise ConfigError(
+                f"sampling.dataset_order={self.dataset_order} is not an order", f"use one of {', '.join(ORDERS)}"
+            )
+        if self.dataset is not None and self.behaviour_from is not None:
+            raise ConfigError(
+                "sampling.dataset and sampling.behaviour_from both name the offline data",
+                "set only one of them (the other to null)",
+            )
+        if self.dataset_order == "recorded" and (self.dataset is None or not self.is_offline):
+            raise ConfigError(
+                "sampling.dataset_order=recorded replays a recording's rounds, which needs sampling=offline and "
+                "sampling.dataset",
+                "set sampling=offline sampling.dataset=<run dir>, or sampling.dataset_order=shuffled",
+            )
+        if self.dataset is not None:
+            from alignlab.recording import read_table
+
+            read_table(self.dataset)  # a missing or empty recording fails here, before anything is written
 
     @property
     def offline_per_round(self) -> int:
@@ -80,8 +105,18 @@ class Sampler:
         self.updates_since_sync = 0
         self.syncs = 0
         self.offline: Rollout | None = None
-        if cfg.offline_per_round > 0:
-            self.offline = task.offline_data(cfg.offline_prompts, cfg.samples_per_prompt, generator)
+        self.recording = None  # a recording replayed round by round (dataset_order=recorded)
+        self.replayed = 0
+        if cfg.dataset is not None and cfg.dataset_order == "recorded":
+            self.recording = Recording(cfg.dataset, task, cfg.samples_per_prompt)
+        elif cfg.offline_per_round > 0:
+            if cfg.dataset is not None:
+                self.offline = Recording(cfg.dataset, task, cfg.samples_per_prompt).data
+            elif cfg.behaviour_from is not None:
+                behaviour = load_policy(cfg.behaviour_from, task, "sampling.behaviour_from")
+                self.offline = sample_offline(task, behaviour, cfg.offline_prompts, cfg.samples_per_prompt, generator)
+            else:
+                self.offline = task.offline_data(cfg.offline_prompts, cfg.samples_per_prompt, generator)
             if self.offline.samples_per_prompt != cfg.samples_per_prompt:
                 raise ConfigError(
                     f"the offline data has {self.offline.samples_per_prompt} completions per prompt, "
@@ -116,6 +151,9 @@ class Sampler:
         that really produced the data: the live policy online, the stale copy semi-online.
         """
         cfg = self.cfg
+        if self.recording is not None:
+            self.replayed += 1
+            return self.recording.round(self.replayed - 1), [], None, None
         offline = self._offline_groups(cfg.offline_per_round) if cfg.offline_per_round else None
         online = cfg.prompts_per_round - cfg.offline_per_round
         if online == 0:
@@ -132,7 +170,7 @@ class Sampler:
         self.updates_since_sync += 1
 
     def state_dict(self) -> dict:
-        state = {"updates_since_sync": self.updates_since_sync, "syncs": self.syncs}
+        state = {"updates_since_sync": self.updates_since_sync, "syncs": self.syncs, "replayed": self.replayed}
         if self.frozen is not None:
             state["frozen"] = self.frozen.state_dict()
         if self.offline is not None:
@@ -141,6 +179,7 @@ class Sampler:
 
     def load_state_dict(self, state: dict) -> None:
         self.updates_since_sync, self.syncs = state["updates_since_sync"], state["syncs"]
+        self.replayed = state.get("replayed", 0)
         if self.frozen is not None:
             self.frozen.load_state_dict(state["frozen"])
         if self.offline is not None:

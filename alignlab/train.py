@@ -18,9 +18,11 @@ from tqdm.auto import tqdm
 
 from alignlab.errors import ConfigError, RewardError
 from alignlab.objectives.base import Objective
+from alignlab.recording import Recorder
 from alignlab.rundir import CHECKPOINT, METRICS, load_checkpoint, save_checkpoint, write_metrics
 from alignlab.sampling import Sampler, SamplingConfig
 from alignlab.types import Rollout
+from alignlab.warmstart import make_policies
 
 
 @dataclass
@@ -71,21 +73,28 @@ def check_run(objective: Objective, sampling: SamplingConfig, cfg: TrainConfig) 
     objective.check(sampling.samples_per_prompt)
 
 
-def collect(sampler: Sampler, task, objective: Objective, reference) -> Rollout:
+def collect(sampler: Sampler, task, objective: Objective, reference, record: bool = False) -> Rollout:
     """1. Draw this round's data and 2. score it; 3. attach the log-probs the objective reads.
 
     `old_logps` are the log-probs of the behaviour policy that produced each sample (the sampler online or
     semi-online; for offline data, what the dataset recorded, else the reference), so that PPO's and GRPO's
-    ratios pi / pi_old correct for off-policy data instead of ignoring it.
+    ratios pi / pi_old correct for off-policy data instead of ignoring it. With `record`, the behaviour
+    log-probs are taken in every case (the recording keeps them). A mixed reward's components go to `extras`.
     """
     offline, prompts, completions, behaviour = sampler.next_round()
     parts = [] if offline is None else [offline]
+    if offline is not None and offline.ref_logps is None and objective.needs_reference | objective.needs_old_logps:
+        with torch.no_grad():  # a replayed recording's round: scored against the reference round by round
+            offline.ref_logps = reference.logprobs(offline.prompts, offline.completions)
+            if offline.old_logps is None:
+                offline.old_logps = offline.ref_logps
     if completions is not None:
         online = Rollout(prompts, completions, score(task, prompts, completions), sampler.cfg.samples_per_prompt)
+        online.extras.update(getattr(task, "last_reward_components", {}))
         with torch.no_grad():
             if objective.needs_reference:
                 online.ref_logps = reference.logprobs(prompts, completions)
-            if objective.needs_old_logps:
+            if objective.needs_old_logps or record:
                 online.old_logps = behaviour.logprobs(prompts, completions)
         parts.append(online)
     return parts[0] if len(parts) == 1 else Rollout.cat(parts)
@@ -98,19 +107,23 @@ def train(
     cfg: TrainConfig,
     seed: int = 0,
     run_dir: Path | None = None,
+    init_from: str | None = None,
+    init_reference: str = "keep",
+    record_rollouts: bool = False,
 ) -> tuple[dict, list[dict], object]:
-    """Train a fresh policy of `task` with `objective` under `sampling`.
+    """Train a fresh policy of `task` (or, with `init_from`, a finished run's final policy, the reference kept
+    or moved to it: alignlab/warmstart.py) with `objective` under `sampling`.
 
     Returns (final evaluation, metrics rows, policy). With `run_dir`, metrics are written there and, with
-    `cfg.checkpoint_every`, checkpoints too; an existing checkpoint is resumed.
+    `cfg.checkpoint_every`, checkpoints too; an existing checkpoint is resumed. With `record_rollouts`, every
+    round's scored samples are appended to `run_dir`/rollouts.parquet (alignlab/recording.py).
     """
     check_run(objective, sampling, cfg)
 
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     eval_generator = torch.Generator().manual_seed(seed + 1_000_003)
-    policy = task.make_policy()
-    reference = task.make_reference()
+    policy, reference = make_policies(task, init_from, init_reference)
     extra_modules = objective.setup(task)
     params = [p for p in policy.parameters() if p.requires_grad]
     params += [p for m in extra_modules for p in m.parameters()]
@@ -140,6 +153,7 @@ def train(
         torch.set_rng_state(state["torch_rng"])
         rows, start_iteration, elapsed_before = state["rows"], state["iteration"], state["wall_seconds"]
 
+    recorder = Recorder(run_dir, task, resume_after=start_iteration) if record_rollouts and run_dir else None
     started = time.perf_counter() - elapsed_before
     updates = int(rows[-1]["train/updates"]) if rows else 0
     evaluation: dict = {}
@@ -147,10 +161,15 @@ def train(
     for iteration in bar:
         t0 = time.perf_counter()
         # 1-3. sample (from the sampler or the offline data), score, attach reference/old log-probs
-        rollout = collect(sampler, task, objective, reference)
+        if hasattr(task, "begin_round"):  # a reward schedule picks this round's weights
+            task.begin_round(iteration)
+        rollout = collect(sampler, task, objective, reference, record=recorder is not None)
+        if recorder is not None:
+            recorder.write(rollout, iteration + 1, sampler.syncs)
         # 4. targets, built once and reused for the T updates
         targets = objective.prepare(rollout, iteration)
         row = {"iteration": iteration + 1, "train/reward": rollout.rewards.mean().item()}
+        row.update({f"train/{k}": v.mean().item() for k, v in rollout.extras.items() if k.startswith("reward/")})
         if targets is not None:
             row.update(targets.metrics)
         # 5. T gradient steps on the same batch
