@@ -28,11 +28,26 @@ from alignlab.sampling import SamplingConfig
 from alignlab.train import TrainConfig, check_run, train
 from alignlab.warmstart import REFERENCE_MODES, check_finished, save_policy
 
-GROUPS = ("task", "algo", "sampling", "experiment", "data")
+GROUPS = ("task", "algo", "sampling", "experiment", "data", "mix")
 
 OmegaConf.register_new_resolver(
     "alignlab_run_name", lambda overrides: overrides.replace("/", "_") or "default", replace=True
 )
+
+
+def data_source(data: str, seed) -> str:
+    """The run directory of this job's sibling that differs only in `data=<data>` (its seed=K/ directory when it
+    ran several seeds): the source run of Tang et al.'s data ablations within one sweep (conf/data/). The sweep
+    runs its jobs in order, the source first, with Hydra's basic launcher."""
+    runtime = HydraConfig.get()
+    overrides = runtime.job.override_dirname.split(",")
+    name = ",".join(f"data={data}" if o.startswith("data=") else o for o in overrides).replace("/", "_")
+    source = Path(runtime.runtime.output_dir).parent / name
+    per_seed = source / f"seed={seed}"
+    return str(per_seed if per_seed.is_dir() else source)
+
+
+OmegaConf.register_new_resolver("alignlab_data_source", data_source, replace=True)
 
 
 def fail(message: str) -> None:

@@ -9,7 +9,7 @@ verifiable rewards, the reverse, or both mixed).
     reward_mix:
       schedule:                                        # phases in order; the last one lasts to the end
         - {iterations: 100, weights: {preference: 1}}
-        - {iterations: 100, weights: {arithmetic: 1}}
+        - {iterations: 100, weights: {arithmetic: 1}}  # or {fraction: 0.5, ...}: a share of train.iterations
 
 A component may be named by its role (`verifiable`, `hard`, ...) when the task config has `roles`. The task
 supplies `reward_function(name)` (a reward callable) and `evaluate_rewards(policy, generator, rewards)` (each
@@ -86,7 +86,10 @@ class MixtureSpec:
             return MixtureSpec([(0, {str(d): check_weights(w, f"reward_mix.domains.{d}") for d, w in domains.items()})])
         phases, start = [], 0
         for i, phase in enumerate(cfg["schedule"]):
-            length = int(phase.get("iterations", 0))
+            if phase.get("fraction") is not None:  # a share of the run, so that a preset fits every task
+                length = int(round(float(phase["fraction"]) * iterations))
+            else:
+                length = int(phase.get("iterations", 0))
             if length < 1:
                 raise ConfigError(f"reward_mix.schedule[{i}].iterations={length} is below 1", "give each phase >= 1")
             phases.append((start, {None: check_weights(phase.get("weights"), f"reward_mix.schedule[{i}].weights")}))
