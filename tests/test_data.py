@@ -265,3 +265,56 @@ def test_a_policy_file_without_a_summary_is_not_a_finished_run(tmp_path):
     assert (tmp_path / POLICY).exists()
     with pytest.raises(ConfigError, match="did not finish"):
         load_policy(tmp_path, task, "init_from")
+
+
+# ---- the contextual bandit -----------------------------------------------------------------------------
+def small_contextual(**kw):
+    from bandits import ContextualBanditTask
+
+    args = dict(
+        num_actions=10,
+        context_dim=6,
+        num_train_contexts=8,
+        num_eval_contexts=4,
+        feature_dim=8,
+        hidden_dim=16,
+        reference_samples=2000,
+        r1_peak=7,
+        r2_peak=2,
+        width=1.5,
+    )
+    return ContextualBanditTask(**(args | kw))
+
+
+def test_the_contextual_reference_is_fitted_to_the_sampled_histogram():
+    from bandits import cauchy_tanh_histogram
+    from bandits.contextual import sampled_cauchy_tanh_histogram
+
+    sampled = sampled_cauchy_tanh_histogram(100, 200_000, torch.Generator().manual_seed(0))
+    assert 0.5 * (sampled - cauchy_tanh_histogram(100)).abs().sum() < 0.02
+    task = small_contextual(reference_epochs=300)
+    probs = task.make_reference().log_probs(torch.arange(12)).exp().double()
+    assert (0.5 * (probs - task.histogram).abs().sum(-1)).max() < 0.05  # every context, held-out ones too
+    assert task.evaluate(task.make_reference())["kl_ref"] == 0.0
+
+
+def test_the_contextual_evaluation_is_exact_per_context():
+    task = small_contextual()
+    policy = task.make_policy()
+    with torch.no_grad():
+        policy.net.net[-1].bias += torch.arange(10.0) * 0.3
+    held_out = torch.arange(8, 12)
+    probs = policy.log_probs(held_out).exp().double().detach()
+    assert task.evaluate(policy)["reward"] == pytest.approx(float((probs @ task.reward_fn.table.double()).mean()))
+
+
+def test_contextual_online_dpo_learns_and_replays_exactly(tmp_path):
+    task = small_contextual()
+    cfg = TrainConfig(iterations=30, lr=0.01, progress=False, eval_every=10)
+    sampling = SamplingConfig(prompts_per_round=4, samples_per_prompt=4)
+    _, rows, online = train(task, DPO(), sampling, cfg, seed=0, run_dir=tmp_path, record_rollouts=True)
+    assert rows[-1]["eval/reward"] > task.evaluate(task.make_reference())["reward"] + 0.1
+    replay = SamplingConfig(sync_every=None, samples_per_prompt=4, dataset=str(tmp_path), dataset_order="recorded")
+    _, _, replayed = train(task, DPO(), replay, cfg, seed=0)
+    for a, b in zip(online.parameters(), replayed.parameters(), strict=True):
+        assert torch.equal(a, b)
