@@ -84,18 +84,29 @@ class MixtureSpec:
             if not isinstance(domains, dict) or not domains:
                 raise ConfigError("reward_mix.domains is empty", "map each prompt domain to {reward: weight}")
             return MixtureSpec([(0, {str(d): check_weights(w, f"reward_mix.domains.{d}") for d, w in domains.items()})])
-        phases, start = [], 0
+        phases, start, share = [], 0, 0.0
         for i, phase in enumerate(cfg["schedule"]):
-            if phase.get("fraction") is not None:  # a share of the run, so that a preset fits every task
-                length = int(round(float(phase["fraction"]) * iterations))
-            else:
-                length = int(phase.get("iterations", 0))
+            weights = {None: check_weights(phase.get("weights"), f"reward_mix.schedule[{i}].weights")}
+            if phase.get("fraction") is not None:  # a share of the run, so that a preset fits every budget
+                fraction = float(phase["fraction"])
+                if not 0 < fraction <= 1:
+                    raise ConfigError(f"reward_mix.schedule[{i}].fraction={fraction} is not in (0, 1]", "use a share")
+                share += fraction
+                end = int(round(min(share, 1.0) * iterations))
+                phases.append((start, weights))
+                start = max(start, end)
+                continue
+            length = int(phase.get("iterations", 0))
             if length < 1:
                 raise ConfigError(f"reward_mix.schedule[{i}].iterations={length} is below 1", "give each phase >= 1")
-            phases.append((start, {None: check_weights(phase.get("weights"), f"reward_mix.schedule[{i}].weights")}))
+            phases.append((start, weights))
             start += length
         if not phases:
             raise ConfigError("reward_mix.schedule is empty", "give at least one phase")
+        if share > 1 + 1e-9:
+            raise ConfigError(
+                f"reward_mix.schedule's fractions sum to {share:g}, longer than the run", "make them sum to 1 or less"
+            )
         if start > iterations:
             raise ConfigError(
                 f"reward_mix.schedule lasts {start} iterations, longer than the run (train.iterations={iterations})",

@@ -118,6 +118,7 @@ class ContextualBanditTask:
         r2_peak: int = 20,
         width: float = 10.0,
         context_seed: int = 0,
+        roles: dict | None = None,  # role -> reward name (read by the config layer, not here)
     ):
         if reward not in REWARDS:
             raise ConfigError(f"task.reward={reward} is not a bandit reward", f"use one of {', '.join(REWARDS)}")
