@@ -318,3 +318,29 @@ def test_contextual_online_dpo_learns_and_replays_exactly(tmp_path):
     _, _, replayed = train(task, DPO(), replay, cfg, seed=0)
     for a, b in zip(online.parameters(), replayed.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+# ---- the command line -----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_record_show_replay_and_warm_start_from_the_command_line(cli):
+    from tests.conftest import read_summary
+
+    base = ["train.iterations=6", "train.progress=false", "plot=false"]
+    cli("record_rollouts=true", "save_policy=true", *base, "hydra.run.dir=online")
+    online = cli.dir / "online"
+    assert (online / ROLLOUTS).is_dir() and (online / POLICY).exists()
+    shown = cli("online", module="alignlab.data_cli").stdout
+    assert "192 samples in 6 rounds" in shown  # 6 rounds x 8 prompts x 4 samples
+    cli(
+        "sampling=offline",
+        f"sampling.dataset={online}",
+        "sampling.dataset_order=recorded",
+        *base,
+        "hydra.run.dir=replay",
+    )
+    assert read_summary(cli.dir / "replay")["reward"] == read_summary(online)["reward"]
+    cli(f"init_from={online}", "init_reference=move", *base, "hydra.run.dir=warm")
+    assert read_summary(cli.dir / "warm")["kl_ref"] > read_summary(online)["kl_ref"]
+    bad = cli(f"init_from={cli.dir / 'nope'}", *base, "hydra.run.dir=bad", check=False)
+    assert bad.returncode == 2 and "Fix:" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert not (cli.dir / "bad" / "metrics.csv").exists()
