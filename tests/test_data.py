@@ -344,3 +344,26 @@ def test_record_show_replay_and_warm_start_from_the_command_line(cli):
     bad = cli(f"init_from={cli.dir / 'nope'}", *base, "hydra.run.dir=bad", check=False)
     assert bad.returncode == 2 and "Fix:" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert not (cli.dir / "bad" / "metrics.csv").exists()
+
+
+@pytest.mark.parametrize("group", ["data", "mix"])
+def test_every_data_and_mix_option_composes(group):
+    import importlib.resources
+
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    folder = importlib.resources.files("alignlab.conf") / group
+    names = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    assert names
+    GlobalHydra.instance().clear()
+    with initialize_config_module("alignlab.conf", version_base="1.3"):
+        for name in names:
+            cfg = compose("config", overrides=[f"{group}={name}", "task=synthetic_llm", "task.reward=arithmetic"])
+            if group == "mix":
+                spec = MixtureSpec.from_config(OmegaConf.to_container(cfg.reward_mix), cfg.train.iterations)
+                assert spec.names == ["arithmetic", "preference"]
+            else:
+                assert cfg.sampling.name == ("online" if name == "online" else "offline")
+    GlobalHydra.instance().clear()
