@@ -58,11 +58,16 @@ def data_coverage(summaries: pd.DataFrame, metrics: pd.DataFrame) -> Verdict:
         numbers[f"{algo}/gap_left"] = left[algo]
     if not left["dpo"] == left["dpo"]:  # NaN: online DPO does not beat offline DPO here
         return Verdict("inconclusive", numbers, f"online DPO does not beat offline DPO by {MIN_GAP}: no gap to close")
+    bon_left = (
+        f"{left['best_of_n']:.0%} left"
+        if left["best_of_n"] == left["best_of_n"]
+        else f"online Best-of-2 does not beat it by {MIN_GAP}"
+    )
     text = (
-        f"DPO: online {numbers['dpo/online']:.3f}, shuffled online data {numbers['dpo/shuffled_online']:.3f}, "
-        f"reference data {numbers['dpo/reference']:.3f} ({left['dpo']:.0%} of the gap left); Best-of-2: "
+        f"DPO online {numbers['dpo/online']:.3f}, on the shuffled online data {numbers['dpo/shuffled_online']:.3f}, "
+        f"on reference data {numbers['dpo/reference']:.3f} ({left['dpo']:.0%} of the gap left); Best-of-2 "
         f"{numbers['best_of_n/online']:.3f} / {numbers['best_of_n/shuffled_online']:.3f} / "
-        f"{numbers['best_of_n/reference']:.3f} ({left['best_of_n']:.0%} left)"
+        f"{numbers['best_of_n/reference']:.3f} ({bon_left})"
     )
     if left["dpo"] <= 0.25:
         return Verdict("does not hold", numbers, text + ": shuffling the online data closes DPO's gap")

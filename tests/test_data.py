@@ -367,3 +367,56 @@ def test_every_data_and_mix_option_composes(group):
             else:
                 assert cfg.sampling.name == ("online" if name == "online" else "offline")
     GlobalHydra.instance().clear()
+
+
+# ---- the data findings' verdicts -------------------------------------------------------------------------
+def coverage_rows(values):
+    return pd.DataFrame([{"algo": a, "data": d, "seed": 0, "reward": r} for (a, d), r in values.items()])
+
+
+@pytest.mark.parametrize(
+    "dpo, bon, status",
+    [
+        ((0.9, 0.5, 0.1), (0.9, 0.85, 0.1), "holds"),  # DPO keeps half its gap, Best-of-2 closes it
+        ((0.9, 0.88, 0.1), (0.9, 0.85, 0.1), "does not hold"),  # shuffling closes DPO's gap
+        ((0.9, 0.5, 0.1), (0.9, 0.2, 0.1), "does not hold"),  # Best-of-2 does not close it either
+        ((0.5, 0.5, 0.49), (0.9, 0.85, 0.1), "inconclusive"),  # no online advantage to explain
+    ],
+)
+def test_the_coverage_verdict_follows_its_criterion(dpo, bon, status):
+    from alignlab.findings_data import data_coverage
+
+    values = {}
+    for algo, triple in (("dpo", dpo), ("best_of_n", bon)):
+        values.update({(algo, d): r for d, r in zip(("online", "shuffled_online", "reference"), triple, strict=True)})
+    verdict = data_coverage(coverage_rows(values), pd.DataFrame())
+    assert verdict.status == status
+    assert verdict.numbers["dpo/online"] == dpo[0]
+
+
+def test_the_quality_verdict_reports_the_skipped_pairs():
+    from alignlab.findings_data import data_quality
+
+    summaries = coverage_rows({("dpo", "online"): 1.0, ("dpo", "reference"): 0.2, ("dpo", "final_policy"): 0.3})
+    metrics = pd.DataFrame(
+        {"data": ["final_policy", "final_policy", "reference"], "pairs/skipped_fraction": [1.0, 0.8, 0.1]}
+    )
+    verdict = data_quality(summaries, metrics)
+    assert verdict.status == "holds" and verdict.numbers["gap_closed"] == pytest.approx(0.125)
+    assert verdict.numbers["final_policy/skipped_pairs"] == pytest.approx(0.9)
+
+
+def test_the_curriculum_verdict_compares_orders_and_the_mixture():
+    from alignlab.findings_data import reward_curriculum
+
+    scores = {
+        "verifiable": (0.8, 0.5),
+        "nonverifiable": (0.0, 0.9),
+        "nv_then_v": (0.7, 0.6),
+        "v_then_nv": (0.2, 0.8),
+        "mixed": (0.7, 0.55),
+    }
+    rows = [{"mix": m, "seed": 0, "reward/arithmetic": v, "reward/preference": nv} for m, (v, nv) in scores.items()]
+    assert reward_curriculum(pd.DataFrame(rows), pd.DataFrame()).status == "holds"
+    rows[2]["reward/arithmetic"] = 0.1
+    assert reward_curriculum(pd.DataFrame(rows), pd.DataFrame()).status == "does not hold"
