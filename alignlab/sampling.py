@@ -6,6 +6,8 @@
 - semi-online (`sync_every=s`, Lanchantin et al. 2025, arXiv:2506.21495): samples from a frozen copy of the
   policy that is refreshed once `s` optimizer updates have been taken since the last refresh.
 `offline_fraction` mixes offline prompts into online rounds (Tajwar et al. 2024, arXiv:2404.14367).
+The offline data is the task's (reference samples), a recording (`dataset`, replayed in `recorded` order or in
+`shuffled` passes: alignlab/recording.py) or samples of a finished run's policy (`behaviour_from`).
 """
 
 from __future__ import annotations
@@ -125,6 +127,11 @@ class Sampler:
                 )
             self.order = torch.randperm(self.offline.num_groups, generator=generator)
             self.position = 0
+
+    def check_rounds(self, iterations: int) -> None:
+        """A replayed recording must have a round for every iteration (checked before training starts)."""
+        if self.recording is not None and len(self.recording.rounds) < iterations:
+            self.recording.round(iterations - 1)  # raises the DataError that names the fix
 
     def _sync(self) -> None:
         if self.frozen is not None and self.updates_since_sync >= self.cfg.sync_every:

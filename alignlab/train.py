@@ -129,6 +129,7 @@ def train(
     params += [p for m in extra_modules for p in m.parameters()]
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
     sampler = Sampler(sampling, task, policy, generator)
+    sampler.check_rounds(cfg.iterations)
     if sampler.offline is not None:
         offline = sampler.offline
         check_rewards(offline.rewards, len(offline), "the offline data's reward")

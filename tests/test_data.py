@@ -213,6 +213,18 @@ def _other_task(tmp_path):
     return str(tmp_path)
 
 
+def _replay_too_long(tmp_path):
+    _other_task(tmp_path)  # a one-round recording
+    other = BanditTask(name="bandit_tajwar100", num_arms=100, reference="cauchy_tanh", r1_peak=70, r2_peak=20)
+    replay = SamplingConfig(sync_every=None, dataset=str(tmp_path), dataset_order="recorded")
+    train(other, DPO(), replay, TrainConfig(iterations=2, lr=0.05, progress=False), run_dir=tmp_path / "replay")
+
+
+def _other_task_run(tmp_path):
+    other = BanditTask(name="bandit_tajwar100", num_arms=100, reference="cauchy_tanh", r1_peak=70, r2_peak=20)
+    return str(finished_run(tmp_path, other, other.make_policy()))
+
+
 def _empty_recording(tmp_path):
     (tmp_path / ROLLOUTS).mkdir()
     return str(tmp_path / ROLLOUTS)
@@ -230,6 +242,12 @@ BAD = [
         "recorded order online",
         lambda p: SamplingConfig(dataset="x", dataset_order="recorded").check(),
         "needs sampling=offline",
+    ),
+    ("recording shorter than the run", lambda p: _replay_too_long(p), "set train.iterations=1 or less"),
+    (
+        "run of another task",
+        lambda p: load_policy(_other_task_run(p), BanditTask(), "init_from"),
+        "is a policy of task",
     ),
     ("unfinished init_from", lambda p: make_policies(BanditTask(), _unfinished(p)), "did not finish"),
     ("checkpoint of another model", lambda p: load_policy(_other_model(p), BanditTask(), "init_from"), "another model"),
