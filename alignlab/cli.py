@@ -23,7 +23,8 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from alignlab.errors import AlignlabError
+from alignlab.errors import AlignlabError, ConfigError
+from alignlab.rewards import MixtureSpec, with_reward_mixture
 from alignlab.roles import resolve_reward
 from alignlab.rundir import (
     CHECKPOINT,
@@ -38,8 +39,9 @@ from alignlab.rundir import (
 from alignlab.sampling import SamplingConfig
 from alignlab.schema import check_config, schema_type
 from alignlab.train import TrainConfig, check_run, train
+from alignlab.warmstart import REFERENCE_MODES, check_finished, save_policy
 
-GROUPS = ("task", "algo", "sampling", "experiment")
+GROUPS = ("task", "algo", "sampling", "experiment", "data", "mix")
 
 
 def run_name(overrides: str) -> str:
@@ -50,6 +52,21 @@ def run_name(overrides: str) -> str:
 
 
 OmegaConf.register_new_resolver("alignlab_run_name", run_name, replace=True)
+
+
+def data_source(data: str, seed) -> str:
+    """The run directory of this job's sibling that differs only in `data=<data>` (its seed=K/ directory when it
+    ran several seeds): the source run of Tang et al.'s data ablations within one sweep (conf/data/). The sweep
+    runs its jobs in order, the source first, with Hydra's basic launcher."""
+    runtime = HydraConfig.get()
+    overrides = runtime.job.override_dirname.split(",")
+    name = ",".join(f"data={data}" if o.startswith("data=") else o for o in overrides).replace("/", "_")
+    source = Path(runtime.runtime.output_dir).parent / name
+    per_seed = source / f"seed={seed}"
+    return str(per_seed if per_seed.is_dir() else source)
+
+
+OmegaConf.register_new_resolver("alignlab_data_source", data_source, replace=True)
 
 
 def fail(message: str) -> None:
@@ -237,16 +254,18 @@ def build(node: dict):
 
 def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     """Build the task, objective and regime from the config, train, and write the run directory."""
-    task_cfg = resolve_reward(OmegaConf.to_container(cfg.task, resolve=True))  # a role (hard, easy) -> a name
     algo_cfg = OmegaConf.to_container(cfg.algo, resolve=True)
     algo_cfg.pop("name", None)
     sampling = SamplingConfig(**OmegaConf.to_container(cfg.sampling, resolve=True))
     train_cfg = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
     try:
+        task_cfg = resolve_reward(OmegaConf.to_container(cfg.task, resolve=True))  # a role (hard, easy) -> a name
         check_config(cfg)
         objective = build(algo_cfg)
         check_run(objective, sampling, train_cfg)  # before the task is built: that may load a model
+        check_data_options(cfg, train_cfg)
         task = build(task_cfg)
+        task = with_reward_mixture(task, cfg.get("reward_mix"), train_cfg.iterations, cfg.task.get("roles"))
     except AlignlabError:
         remove_if_fresh(run_dir)
         raise
@@ -254,9 +273,20 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
         (run_dir / CHECKPOINT).unlink(missing_ok=True)
 
     evaluation, rows, policy = train(
-        task, objective, sampling, train_cfg, seed=cfg.seed, run_dir=run_dir, config=numbers_config(cfg)
+        task,
+        objective,
+        sampling,
+        train_cfg,
+        seed=cfg.seed,
+        run_dir=run_dir,
+        config=numbers_config(cfg),
+        init_from=cfg.get("init_from"),
+        init_reference=cfg.get("init_reference", "keep"),
+        record_rollouts=bool(cfg.get("record_rollouts", False)),
     )
     write_metrics(run_dir / METRICS, rows)
+    if cfg.get("save_policy", False):
+        save_policy(run_dir, task, policy)
     if hasattr(task, "artifacts"):
         task.artifacts(policy, run_dir)
     summary = dict(evaluation)
@@ -296,6 +326,16 @@ def finished(run_dir: Path, force: bool) -> dict | None:
         print(f"alignlab: {run_dir} is not a finished run ({problem}): running it again.")
         return None
     return json.loads((run_dir / SUMMARY).read_text())
+
+
+def check_data_options(cfg: DictConfig, train_cfg: TrainConfig) -> None:
+    """The data options' checks that need no task (alignlab/warmstart.py, alignlab/rewards.py)."""
+    if cfg.get("init_from") is not None:
+        check_finished(cfg.init_from, "init_from")
+    if cfg.get("init_reference", "keep") not in REFERENCE_MODES:
+        raise ConfigError(f"init_reference={cfg.init_reference} is not a reference mode", "use keep or move")
+    if cfg.get("reward_mix") is not None:
+        MixtureSpec.from_config(OmegaConf.to_container(cfg.reward_mix, resolve=True), train_cfg.iterations)
 
 
 def run_seeds(cfg: DictConfig, run_dir: Path) -> dict:

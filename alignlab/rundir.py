@@ -32,7 +32,6 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
-
 def is_main_process() -> bool:
     """True unless this is a non-zero rank of a multi-process launch (accelerate / torchrun set RANK)."""
     return int(os.environ.get("RANK", "0")) == 0
@@ -196,7 +195,7 @@ def check_file_slots(run_dir: Path, names: tuple[str, ...] = (SUMMARY, METRICS, 
 
 def finished_run_problem(run_dir: Path) -> str | None:
     """None when `run_dir` holds a finished run (a readable summary.json object and, for a single run, a
-    metrics.csv with one complete row per iteration), else what is wrong, in a few words."""
+    metrics.csv of complete rows that ends at the last iteration), else what is wrong, in a few words."""
     path = Path(run_dir) / SUMMARY
     try:
         summary = json.loads(path.read_text())
@@ -215,7 +214,8 @@ def finished_run_problem(run_dir: Path) -> str | None:
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         return f"{METRICS} is unreadable ({type(error).__name__})"
     width = len(rows[0]) if rows else 0
-    if not text.endswith("\n") or len(rows) - 1 != summary["iterations"] or any(len(r) != width for r in rows):
+    last = rows[-1][0] if len(rows) > 1 else None
+    if not text.endswith("\n") or last != str(summary["iterations"]) or any(len(r) != width for r in rows):
         return f"{METRICS} does not hold {summary['iterations']} complete rows"
     return None
 

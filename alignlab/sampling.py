@@ -6,6 +6,8 @@
 - semi-online (`sync_every=s`, Lanchantin et al. 2025, arXiv:2506.21495): samples from a frozen copy of the
   policy that is refreshed once `s` optimizer updates have been taken since the last refresh.
 `offline_fraction` mixes offline prompts into online rounds (Tajwar et al. 2024, arXiv:2404.14367).
+The offline data is the task's (reference samples), a recording (`dataset`, replayed in `recorded` order or in
+`shuffled` passes: alignlab/recording.py) or samples of a finished run's policy (`behaviour_from`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import torch
 from omegaconf import OmegaConf
 
 from alignlab.errors import ConfigError
+from alignlab.recording import ORDERS, Recording
 from alignlab.types import Rollout
+from alignlab.warmstart import load_policy, sample_offline
 
 
 def rounds_for_budget(prompt_budget: int, prompts_per_round: int) -> int:
@@ -47,6 +51,9 @@ class SamplingConfig:
     offline_fraction: float = 0.0  # share of each online round's prompts taken from the offline data
     offline_prompts: int = 32  # size of the offline dataset, in prompts (x samples_per_prompt completions)
     minibatch_prompts: int | None = None  # M: prompts per gradient step, B/M steps a pass (None: M = B)
+    dataset: str | None = None  # offline data from a recording (a run dir, rollouts.parquet, .parquet or .jsonl)
+    dataset_order: str = "shuffled"  # recorded: the recording's rounds in order; shuffled: groups in random passes
+    behaviour_from: str | None = None  # offline data sampled from this finished run's final policy
 
     @property
     def is_offline(self) -> bool:
@@ -71,6 +78,25 @@ class SamplingConfig:
                 "set sampling.sync_every to an integer (online or semi-online) or offline_fraction=0",
             )
 
+        if self.dataset_order not in ORDERS:
+            raise ConfigError(
+                f"sampling.dataset_order={self.dataset_order} is not an order", f"use one of {', '.join(ORDERS)}"
+            )
+        if self.dataset is not None and self.behaviour_from is not None:
+            raise ConfigError(
+                "sampling.dataset and sampling.behaviour_from both name the offline data",
+                "set only one of them (the other to null)",
+            )
+        if self.dataset_order == "recorded" and (self.dataset is None or not self.is_offline):
+            raise ConfigError(
+                "sampling.dataset_order=recorded replays a recording's rounds, which needs sampling=offline and "
+                "sampling.dataset",
+                "set sampling=offline sampling.dataset=<run dir>, or sampling.dataset_order=shuffled",
+            )
+        if self.dataset is not None:
+            from alignlab.recording import read_table
+
+            read_table(self.dataset)  # a missing or empty recording fails here, before anything is written
         if self.minibatch_prompts is not None and (
             self.minibatch_prompts < 1 or self.prompts_per_round % self.minibatch_prompts
         ):
@@ -110,8 +136,18 @@ class Sampler:
         self.updates_since_sync = 0
         self.syncs = 0
         self.offline: Rollout | None = None
-        if cfg.offline_per_round > 0:
-            self.offline = task.offline_data(cfg.offline_prompts, cfg.samples_per_prompt, generator)
+        self.recording = None  # a recording replayed round by round (dataset_order=recorded)
+        self.replayed = 0
+        if cfg.dataset is not None and cfg.dataset_order == "recorded":
+            self.recording = Recording(cfg.dataset, task, cfg.samples_per_prompt)
+        elif cfg.offline_per_round > 0:
+            if cfg.dataset is not None:
+                self.offline = Recording(cfg.dataset, task, cfg.samples_per_prompt).data
+            elif cfg.behaviour_from is not None:
+                behaviour = load_policy(cfg.behaviour_from, task, "sampling.behaviour_from")
+                self.offline = sample_offline(task, behaviour, cfg.offline_prompts, cfg.samples_per_prompt, generator)
+            else:
+                self.offline = task.offline_data(cfg.offline_prompts, cfg.samples_per_prompt, generator)
             if self.offline.samples_per_prompt != cfg.samples_per_prompt:
                 raise ConfigError(
                     f"the offline data has {self.offline.samples_per_prompt} completions per prompt, "
@@ -120,6 +156,11 @@ class Sampler:
                 )
             self.order = torch.randperm(self.offline.num_groups, generator=generator)
             self.position = 0
+
+    def check_rounds(self, iterations: int) -> None:
+        """A replayed recording must have a round for every iteration (checked before training starts)."""
+        if self.recording is not None and len(self.recording.rounds) < iterations:
+            self.recording.round(iterations - 1)  # raises the DataError that names the fix
 
     def _sync(self) -> None:
         if self.frozen is not None and self.updates_since_sync >= self.cfg.sync_every:
@@ -146,6 +187,9 @@ class Sampler:
         that really produced the data: the live policy online, the stale copy semi-online.
         """
         cfg = self.cfg
+        if self.recording is not None:
+            self.replayed += 1
+            return self.recording.round(self.replayed - 1), [], None, None
         offline = self._offline_groups(cfg.offline_per_round) if cfg.offline_per_round else None
         online = cfg.prompts_per_round - cfg.offline_per_round
         if online == 0:
@@ -162,7 +206,7 @@ class Sampler:
         self.updates_since_sync += 1
 
     def state_dict(self) -> dict:
-        state = {"updates_since_sync": self.updates_since_sync, "syncs": self.syncs}
+        state = {"updates_since_sync": self.updates_since_sync, "syncs": self.syncs, "replayed": self.replayed}
         if self.frozen is not None:
             state["frozen"] = self.frozen.state_dict()
         if self.offline is not None:
@@ -171,6 +215,7 @@ class Sampler:
 
     def load_state_dict(self, state: dict) -> None:
         self.updates_since_sync, self.syncs = state["updates_since_sync"], state["syncs"]
+        self.replayed = state.get("replayed", 0)
         if self.frozen is not None:
             self.frozen.load_state_dict(state["frozen"])
         if self.offline is not None:

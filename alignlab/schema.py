@@ -56,6 +56,11 @@ class RootConfig:
     plot: bool = True  # draw figure.png when the run ends
     experiment_name: str = "sweep"  # names the multirun directory
     findings: FindingsBudget = field(default_factory=FindingsBudget)
+    record_rollouts: bool = False  # write every round's scored samples to rollouts.parquet
+    save_policy: bool = False  # write the final policy to policy.pt (for init_from, sampling.behaviour_from)
+    init_from: str | None = None  # start from this finished run's final policy
+    init_reference: str = "keep"  # with init_from: keep | move (checked by alignlab/warmstart.py)
+    reward_mix: Any = None  # weights or a schedule of named rewards (checked by alignlab/rewards.py)
 
 
 @dataclass
@@ -142,7 +147,31 @@ class FullScaleTaskConfig(TaskConfig):
     distributed: str = "auto"
 
 
-TASK_SCHEMAS = {"bandit": BanditTaskConfig, "synthetic_llm": SyntheticLMTaskConfig, "full_scale": FullScaleTaskConfig}
+@dataclass
+class ContextualBanditTaskConfig(TaskConfig):
+    """conf/task/bandit_contextual.yaml: bandits.ContextualBanditTask."""
+
+    num_actions: int = 100  # >= 2
+    context_dim: int = 100  # >= 1
+    num_train_contexts: int = 100  # >= 1
+    num_eval_contexts: int = 100  # >= 1
+    feature_dim: int = 50  # >= 1
+    hidden_dim: int = 256  # >= 1
+    reference_samples: int = 10_000  # >= 1
+    reference_epochs: int = 100  # >= 1
+    reference_lr: float = 0.01  # > 0
+    r1_peak: int = 70
+    r2_peak: int = 20
+    width: float = 10.0  # > 0
+    context_seed: int = 0
+
+
+TASK_SCHEMAS = {
+    "bandit_contextual": ContextualBanditTaskConfig,
+    "bandit": BanditTaskConfig,
+    "synthetic_llm": SyntheticLMTaskConfig,
+    "full_scale": FullScaleTaskConfig,
+}
 
 
 def objective_schema(cls: type) -> type:

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from alignlab.errors import ConfigError, NumericalError, RewardError, check_range
 from alignlab.objectives.base import Objective
+from alignlab.recording import Recorder
 from alignlab.rundir import (
     CHECKPOINT,
     METRICS,
@@ -31,6 +32,7 @@ from alignlab.rundir import (
 )
 from alignlab.sampling import Sampler, SamplingConfig, minibatches_of
 from alignlab.types import Rollout
+from alignlab.warmstart import make_policies
 
 
 @dataclass
@@ -110,6 +112,8 @@ def check_resumable(state: dict, config: dict | None, path: Path) -> None:
         return
     saved = state.get("config")
     differ = config_differences(saved, config) if isinstance(saved, dict) else ["(no config recorded)"]
+    # what a run is (its task, objective, regime) first: those explain the other differences
+    differ.sort(key=lambda d: not d.split(":", 1)[0].endswith(("._target_", ".name")))
     shown = "; ".join(differ[:4]) + (f"; and {len(differ) - 4} more" if len(differ) > 4 else "")
     raise ConfigError(
         f"{path} belongs to another run configuration ({shown})",
@@ -125,21 +129,28 @@ def check_run(objective: Objective, sampling: SamplingConfig, cfg: TrainConfig) 
     objective.check(sampling.samples_per_prompt)
 
 
-def collect(sampler: Sampler, task, objective: Objective, reference) -> Rollout:
+def collect(sampler: Sampler, task, objective: Objective, reference, record: bool = False) -> Rollout:
     """1. Draw this round's data and 2. score it; 3. attach the log-probs the objective reads.
 
     `old_logps` are the log-probs of the behaviour policy that produced each sample (the sampler online or
     semi-online; for offline data, what the dataset recorded, else the reference), so that PPO's and GRPO's
-    ratios pi / pi_old correct for off-policy data instead of ignoring it.
+    ratios pi / pi_old correct for off-policy data instead of ignoring it. With `record`, the behaviour
+    log-probs are taken in every case (the recording keeps them). A mixed reward's components go to `extras`.
     """
     offline, prompts, completions, behaviour = sampler.next_round()
     parts = [] if offline is None else [offline]
+    if offline is not None and offline.ref_logps is None and objective.needs_reference | objective.needs_old_logps:
+        with torch.no_grad():  # a replayed recording's round: scored against the reference round by round
+            offline.ref_logps = reference.logprobs(offline.prompts, offline.completions)
+            if offline.old_logps is None:
+                offline.old_logps = offline.ref_logps
     if completions is not None:
         online = Rollout(prompts, completions, score(task, prompts, completions), sampler.cfg.samples_per_prompt)
+        online.extras.update(getattr(task, "last_reward_components", {}))
         with torch.no_grad():
             if objective.needs_reference:
                 online.ref_logps = reference.logprobs(prompts, completions)
-            if objective.needs_old_logps:
+            if objective.needs_old_logps or record:
                 online.old_logps = behaviour.logprobs(prompts, completions)
         parts.append(online)
     return parts[0] if len(parts) == 1 else Rollout.cat(parts)
@@ -153,25 +164,31 @@ def train(
     seed: int = 0,
     run_dir: Path | None = None,
     config: dict | None = None,
+    init_from: str | None = None,
+    init_reference: str = "keep",
+    record_rollouts: bool = False,
 ) -> tuple[dict, list[dict], object]:
-    """Train a fresh policy of `task` with `objective` under `sampling`.
+    """Train a fresh policy of `task` (or, with `init_from`, a finished run's final policy, the reference kept
+    or moved to it: alignlab/warmstart.py) with `objective` under `sampling`.
 
     Returns (final evaluation, metrics rows, policy). With `run_dir`, metrics are written there and, with
     `cfg.checkpoint_every`, checkpoints too; an existing checkpoint is resumed. `config` is the resolved
-    config that sets the numbers: a checkpoint records it, and one made with another config is refused.
+    config that sets the numbers: a checkpoint records it, and one made with another config is refused. With
+    `record_rollouts`, every
+    round's scored samples are appended to `run_dir`/rollouts.parquet (alignlab/recording.py).
     """
     check_run(objective, sampling, cfg)
 
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     eval_generator = torch.Generator().manual_seed(seed + 1_000_003)
-    policy = task.make_policy()
-    reference = task.make_reference()
+    policy, reference = make_policies(task, init_from, init_reference)
     extra_modules = objective.setup(task)
     params = [p for p in policy.parameters() if p.requires_grad]
     params += [p for m in extra_modules for p in m.parameters()]
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
     sampler = Sampler(sampling, task, policy, generator)
+    sampler.check_rounds(cfg.iterations)
     if sampler.offline is not None:
         offline = sampler.offline
         check_rewards(offline.rewards, len(offline), "the offline data's reward")
@@ -203,6 +220,7 @@ def train(
         start_iteration, elapsed_before = state["iteration"], state["wall_seconds"]
         final_evaluation = state["final_evaluation"]
 
+    recorder = Recorder(run_dir, task, resume_after=start_iteration) if record_rollouts and run_dir else None
     started = time.perf_counter() - elapsed_before
     updates = int(rows[-1]["train/updates"]) if rows else 0
     evaluation: dict = {}
@@ -212,9 +230,14 @@ def train(
     bar = tqdm(range(start_iteration, cfg.iterations), disable=not cfg.progress, delay=2.0, desc=task.name, leave=False)
     for iteration in bar:
         t0 = time.perf_counter()
+        if hasattr(task, "begin_round"):  # a reward schedule picks this round's weights
+            task.begin_round(iteration)
         # 1-3. sample (from the sampler or the offline data), score, attach reference/old log-probs
-        rollout = collect(sampler, task, objective, reference)
+        rollout = collect(sampler, task, objective, reference, record=recorder is not None)
+        if recorder is not None:
+            recorder.write(rollout, iteration + 1, sampler.syncs)
         row = {"iteration": iteration + 1, "train/reward": rollout.rewards.mean().item()}
+        row.update({f"train/{k}": v.mean().item() for k, v in rollout.extras.items() if k.startswith("reward/")})
         # 4. targets, built once per minibatch of M prompts (the whole round by default), reused for T updates
         minibatches = [objective.prepare(part, iteration) for part in minibatches_of(rollout, sampling)]
         usable = [t for t in minibatches if t is not None and len(t.rollout) > 0]

@@ -4,9 +4,18 @@ A completion is one arm; its log-probability is log_softmax(logits)[arm]. Everyt
 reward, KL to the reference and the KL-regularised optimum pi* = pi_ref exp(r / beta) / Z.
 """
 
+from bandits.contextual import ContextualBanditTask
 from bandits.policy import SoftmaxPolicy, StateValue
 from bandits.reference import cauchy_tanh_histogram, skewed_reference
 from bandits.rewards import BumpReward
 from bandits.task import BanditTask
 
-__all__ = ["BanditTask", "BumpReward", "SoftmaxPolicy", "StateValue", "cauchy_tanh_histogram", "skewed_reference"]
+__all__ = [
+    "BanditTask",
+    "ContextualBanditTask",
+    "BumpReward",
+    "SoftmaxPolicy",
+    "StateValue",
+    "cauchy_tanh_histogram",
+    "skewed_reference",
+]

@@ -70,6 +70,7 @@ class BanditTask:
         )
         self.reward_fn = BumpReward(num_arms, r1_peak if reward == "r1" else r2_peak, width)
         self.ref_logits = self.ref_probs.log().float()
+        self.r1_peak, self.r2_peak, self.width = r1_peak, r2_peak, width
         self.optimum_beta = optimum_beta
         table = self.reward_fn.table.double()
         self.optimum = torch.softmax(self.ref_probs.log() + table / optimum_beta, dim=0)
@@ -95,6 +96,19 @@ class BanditTask:
 
     def reward(self, prompts: list, completions: torch.Tensor) -> torch.Tensor:
         return self.reward_fn(prompts, completions)
+
+    def reward_function(self, name: str) -> BumpReward:
+        """A named reward of this bandit, for mixtures (alignlab/rewards.py)."""
+        if name not in REWARDS:
+            raise ConfigError(f"reward_mix names {name}, not a bandit reward", f"use one of {', '.join(REWARDS)}")
+        return BumpReward(self.num_arms, self.r1_peak if name == "r1" else self.r2_peak, self.width)
+
+    def evaluate_rewards(self, policy: SoftmaxPolicy, generator, rewards: dict) -> dict[str, float]:
+        """The exact expected value of each reward under the policy."""
+        with torch.no_grad():
+            probs = policy.probs().double()
+            arms = torch.arange(self.num_arms)
+            return {name: float((probs * fn([0] * self.num_arms, arms).double()).sum()) for name, fn in rewards.items()}
 
     def sample_prompts(self, count: int, generator: torch.Generator) -> list:
         return [0] * count

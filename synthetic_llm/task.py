@@ -29,6 +29,7 @@ from torch import Tensor
 from alignlab.errors import ConfigError, check_range
 from alignlab.rundir import atomic_write_bytes
 from alignlab.types import Rollout
+from synthetic_llm import preference
 from synthetic_llm.policy import CausalLMPolicy, CausalLMValue, TokenCompletions
 from synthetic_llm.reference import (
     PROMPT_LETTERS,
@@ -40,7 +41,7 @@ from synthetic_llm.reference import (
 )
 from synthetic_llm.tokenizer import CharTokenizer, check_tokenizer_matches
 
-REWARDS = ("min_length", "mean_length", "arithmetic")
+REWARDS = ("min_length", "mean_length", "arithmetic", "preference")  # preference: synthetic_llm/preference.py
 HELD_OUT_MODULUS = 8  # a letter prompt whose letter indices sum to 0 mod 8 is kept for evaluation
 
 
@@ -117,7 +118,7 @@ class SyntheticLMTask:
             check_range(f"task.{key}", value, interval)
         if optimum_beta <= 0:
             raise ConfigError(f"task.optimum_beta={optimum_beta} must be positive", "set task.optimum_beta > 0")
-        corpus = "arithmetic" if reward == "arithmetic" else "length"
+        corpus = "arithmetic" if reward in ("arithmetic", "preference") else "length"
         if reference_steps is None:
             reference_steps = 600 if corpus == "arithmetic" else 300
         self.spec = ReferenceSpec(
@@ -165,6 +166,7 @@ class SyntheticLMTask:
         self._reference_model = None
         self.reference_path: Path | None = None
         self.reference_built = False
+        self._named_rewards: dict = {}
 
     # ---- the reference and the policies ----------------------------------------------------------------
     @property
@@ -229,6 +231,8 @@ class SyntheticLMTask:
 
     # ---- reward ------------------------------------------------------------------------------------------
     def reward(self, prompts: list, completions: TokenCompletions) -> Tensor:
+        if self.reward_name == "preference":
+            return self.reward_function("preference")(prompts, completions)
         lengths, ended = completion_lengths(completions, self.tokenizer.eos_id)
         if self.reward_name == "min_length":
             return 1.0 - lengths / self.max_new_tokens
@@ -236,6 +240,15 @@ class SyntheticLMTask:
             scale = max(self.target_length, self.max_new_tokens - self.target_length)
             return (1.0 - (lengths - self.target_length).abs() / scale).clamp(0.0, 1.0)
         return self.correct(prompts, completions, ended).float()
+
+    def reward_function(self, name: str):
+        """A named reward of this task (the reward model is trained once and kept), for reward mixtures."""
+        if name not in self._named_rewards:
+            self._named_rewards[name] = preference.named_reward(self, name)
+        return self._named_rewards[name]
+
+    def evaluate_rewards(self, policy, generator: torch.Generator, rewards: dict) -> dict[str, float]:
+        return preference.evaluate_rewards(self, policy, generator, rewards)
 
     def correct(self, prompts: list, completions: TokenCompletions, ended: Tensor) -> Tensor:
         """Arithmetic: the response is exactly the sum's digits, followed by the end token."""
@@ -311,7 +324,7 @@ class SyntheticLMTask:
             hist = torch.bincount(lengths.long(), minlength=self.max_new_tokens + 1).double()
             counts[key] = hist / hist.sum()
         buckets = torch.arange(self.max_new_tokens + 1, dtype=torch.float64)
-        if self.reward_name == "arithmetic":
+        if self.reward_name in ("arithmetic", "preference"):
             rewards = optimum = [math.nan] * len(buckets)
         else:
             if self.reward_name == "min_length":

@@ -51,7 +51,7 @@ def workdir(tmp_path_factory):
 @pytest.mark.parametrize("command", COMMANDS)
 def test_readme_command_runs(command, workdir):
     words = shlex.split(command)
-    module = "alignlab.plot" if words[0] == "alignlab-plot" else "alignlab"
+    module = {"alignlab-plot": "alignlab.plot", "alignlab-data": "alignlab.data_cli"}.get(words[0], "alignlab")
     args = words[1:] if words[0] != "python" else words[3:]
     if module == "alignlab" and not any(a.startswith("--") for a in args):
         args = args + TINY + ["plot=false"]
