@@ -82,10 +82,11 @@ def data_quality(summaries: pd.DataFrame, metrics: pd.DataFrame) -> Verdict:
     )
     numbers = {"online": online, "reference": reference, "final_policy": final}
     if "pairs/skipped_fraction" in metrics and "data" in metrics:
-        rows = metrics[metrics["data"].astype(str) == "final_policy"]
-        numbers["final_policy/skipped_pairs"] = float(rows["pairs/skipped_fraction"].mean())
-        rows = metrics[metrics["data"].astype(str) == "reference"]
-        numbers["reference/skipped_pairs"] = float(rows["pairs/skipped_fraction"].mean())
+        skipped = metrics["pairs/skipped_fraction"]
+        if "train/skipped_round" in metrics:  # a round with no pair at all logs no fraction: it skipped them all
+            skipped = skipped.where(metrics["train/skipped_round"] != 1, 1.0)
+        for data in ("final_policy", "reference"):
+            numbers[f"{data}/skipped_pairs"] = float(skipped[metrics["data"].astype(str) == data].mean())
     gap = online - reference
     if not gap > MIN_GAP:
         return Verdict("inconclusive", numbers, f"online DPO does not beat offline DPO by {MIN_GAP}: no gap to close")

@@ -440,3 +440,30 @@ def test_the_curriculum_verdict_compares_orders_and_the_mixture():
     assert reward_curriculum(pd.DataFrame(rows), pd.DataFrame()).status == "holds"
     rows[2]["reward/arithmetic"] = 0.1
     assert reward_curriculum(pd.DataFrame(rows), pd.DataFrame()).status == "does not hold"
+
+
+@pytest.mark.slow
+def test_the_preference_reward_model_learns_the_hidden_rule_and_its_optimum_is_not_the_right_answer(tmp_path):
+    from synthetic_llm import SyntheticLMTask
+    from synthetic_llm.policy import TokenCompletions
+    from synthetic_llm.preference import hidden_preference
+
+    task = SyntheticLMTask(reward="preference", cache_dir=str(tmp_path), reference_steps=50, corpus_size=512)
+    tok = task.tokenizer
+    prompts = [task.sample_prompts(1, torch.Generator().manual_seed(i))[0] for i in range(64)]
+    sums = [str(int(a) + int(b)) for a, b in (tok.decode(p).rstrip("=").split("+") for p in prompts)]
+
+    def answers(texts):
+        rows = [torch.cat([tok.encode(t), torch.tensor([tok.eos_id])]) for t in texts]
+        width = max(len(r) for r in rows)
+        tokens, mask = torch.zeros(len(rows), width, dtype=torch.long), torch.zeros(len(rows), width)
+        for i, r in enumerate(rows):
+            tokens[i, : len(r)], mask[i, : len(r)] = r, 1.0
+        return TokenCompletions(tokens, mask)
+
+    right = answers(sums)
+    padded = answers([(s + "123456")[:6] for s in sums])  # six characters: wrong, but the preferred style
+    assert hidden_preference(padded, tok.eos_id).mean() > hidden_preference(right, tok.eos_id).mean()
+    model, correct = task.reward_function("preference"), task.reward_function("arithmetic")
+    assert model(prompts, padded).mean() > model(prompts, right).mean() + 0.2
+    assert correct(prompts, right).mean() == 1.0 and correct(prompts, padded).mean() == 0.0
