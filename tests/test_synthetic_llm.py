@@ -266,6 +266,47 @@ def test_rewards_lie_in_the_unit_interval_and_arithmetic_is_exact(cache_dir):
     assert scores.tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
 
 
+def completions_of(texts: list[str], ends: list[bool]) -> TokenCompletions:
+    tok = CharTokenizer()
+    rows = [
+        torch.cat([tok.encode(t), torch.tensor([tok.eos_id] if end else [], dtype=torch.long)])
+        for t, end in zip(texts, ends, strict=True)
+    ]
+    return TokenCompletions.cat([TokenCompletions(r[None], torch.ones(1, len(r))) for r in rows])
+
+
+@pytest.mark.parametrize(
+    ("prompt", "text", "ends", "expected"),
+    [
+        ("abcd>", "efg", True, True),
+        ("abcd>", "", True, True),  # the empty answer is well formed
+        ("abcd>", "efh", True, False),  # a wrong letter
+        ("abcd>", "ef1", True, False),  # a token the corpus never shows
+        ("wxyz>", "abc", True, True),  # the alphabet wraps around
+        ("abcd>", "efghijklmnopqrstuvwxyzab", False, True),  # right letters, cut at max_new_tokens
+        ("12+7=", "19", True, True),
+        ("12+7=", "17", True, True),  # wrong, but a number: well formed
+        ("12+7=", "1+", True, False),
+        ("12+7=", "19", False, False),  # never ends
+        ("12+7=", "", True, False),  # no digits
+    ],
+)
+def test_well_formed(cache_dir, prompt, text, ends, expected):
+    reward = "arithmetic" if "+" in prompt else "mean_length"
+    task = SyntheticLMTask(reward=reward, cache_dir=cache_dir)
+    prompts = [task.tokenizer.encode(prompt, bos=True)]
+    assert task.well_formed(prompts, completions_of([text], [ends])).tolist() == [expected]
+
+
+def test_arithmetic_outcomes_are_the_answer_error(cache_dir):
+    task = SyntheticLMTask(reward="arithmetic", cache_dir=cache_dir)
+    texts, ends = ["19", "17", "18", "21", "22", "1+", "19"], [True, True, True, True, True, True, False]
+    prompts = [task.tokenizer.encode("12+7=", bos=True)] * len(texts)
+    labels = ["-2", "-1", "0", "+1", "+2", "other"]
+    outcomes = task._outcomes(prompts, completions_of(texts, ends))
+    assert [labels[i] for i in outcomes] == ["0", "-2", "-1", "+2", "other", "other", "other"]
+
+
 def test_bradley_terry_label_noise():
     beta, gap, n = 0.1, 0.1, 40_000
     generator = torch.Generator().manual_seed(0)
@@ -324,6 +365,20 @@ def test_evaluate_and_artifacts(length_task, tmp_path):
     lines = (tmp_path / "distribution.csv").read_text().splitlines()
     assert lines[0] == "completion,reward,reference,policy,optimum" and len(lines) == 1 + 25
     assert abs(sum(float(line.split(",")[2]) for line in lines[1:]) - 1) < 1e-4
+    assert 0.5 < result["well_formed"] <= 1.0  # the reference writes the alphabet, with a few slips
+
+
+def test_arithmetic_artifact_is_the_answer_error_with_its_reward(cache_dir, tmp_path):
+    task = SyntheticLMTask(reward="arithmetic", cache_dir=cache_dir, eval_prompts=8)
+    task.artifacts(task.make_policy(), tmp_path)
+    rows = [line.split(",") for line in (tmp_path / "distribution.csv").read_text().splitlines()]
+    assert rows[0] == ["completion", "reward", "reference", "policy", "optimum"]
+    assert [r[0] for r in rows[1:]] == ["-2", "-1", "0", "+1", "+2", "other"]
+    assert [float(r[1]) for r in rows[1:]] == [0, 0, 1, 0, 0, 0]
+    for column in (2, 3, 4):
+        assert abs(sum(float(r[column]) for r in rows[1:]) - 1) < 1e-4
+    right = rows[3]
+    assert right[2] == right[3] and float(right[4]) > float(right[2])  # pi* tilts the reference towards 0
 
 
 # ---- every objective and regime, through the real configs --------------------------------------------------
