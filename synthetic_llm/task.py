@@ -40,6 +40,7 @@ from synthetic_llm.reference import (
 from synthetic_llm.tokenizer import CharTokenizer, check_tokenizer_matches
 
 REWARDS = ("min_length", "mean_length", "arithmetic")
+RESPONSE_VOCABULARIES = ("corpus", "all")
 HELD_OUT_MODULUS = 8  # a letter prompt whose letter indices sum to 0 mod 8 is kept for evaluation
 
 
@@ -91,6 +92,7 @@ class SyntheticLMTask:
         eval_samples_per_prompt: int = 4,
         logprob_batch_size: int | None = None,
         optimum_beta: float = 0.1,
+        response_vocabulary: str = "corpus",
     ):
         if reward not in REWARDS:
             raise ConfigError(f"task.reward={reward} is not a synthetic_llm reward", f"use one of {', '.join(REWARDS)}")
@@ -101,6 +103,11 @@ class SyntheticLMTask:
         if eval_prompts < 1 or eval_samples_per_prompt < 1:
             raise ConfigError(
                 "task.eval_prompts and task.eval_samples_per_prompt must be >= 1", "raise them to 1 or more"
+            )
+        if response_vocabulary not in RESPONSE_VOCABULARIES:
+            raise ConfigError(
+                f"task.response_vocabulary={response_vocabulary} is not a response vocabulary",
+                f"use one of {', '.join(RESPONSE_VOCABULARIES)}",
             )
         if optimum_beta <= 0:
             raise ConfigError(f"task.optimum_beta={optimum_beta} must be positive", "set task.optimum_beta > 0")
@@ -140,6 +147,7 @@ class SyntheticLMTask:
         self.eval_samples_per_prompt = eval_samples_per_prompt
         self.optimum_beta = optimum_beta
         self.tokenizer = CharTokenizer()
+        self.response_vocabulary = response_vocabulary
         self.corpus_length_probs = length_law(self.spec)
         corpus_mean = float((self.corpus_length_probs * torch.arange(len(self.corpus_length_probs))).sum())
         self.target_length = int(round(corpus_mean)) if target_length is None else int(target_length)
@@ -177,7 +185,21 @@ class SyntheticLMTask:
             self.temperature,
             self.top_p,
             logprob_batch_size=self.logprob_batch_size,
+            response_token_ids=self.response_token_ids(),
         )
+
+    def response_token_ids(self) -> Tensor | None:
+        """The tokens a response may contain: with `response_vocabulary=corpus`, those of the corpus's
+        responses (letters or digits, and the end token); with `all`, None (the whole vocabulary, including
+        tokens the corpus never shows, on which the reference learned nothing)."""
+        if self.response_vocabulary == "all":
+            return None
+        tok = self.tokenizer
+        if self.spec.corpus == "arithmetic":
+            body = torch.tensor([tok.ids[d] for d in "0123456789"])
+        else:
+            body = tok.letter_ids
+        return torch.cat([body, torch.tensor([tok.eos_id])])
 
     def make_reference(self) -> CausalLMPolicy:
         self.reference_model  # noqa: B018 (builds or loads it)

@@ -179,6 +179,30 @@ def test_parity_one_token_lm_against_bandit():
     torch.testing.assert_close(lm_grad, bandit.logits.grad, atol=1e-6, rtol=1e-4)
 
 
+def test_response_token_ids_restrict_sampling_and_scoring():
+    """A 2-token LM restricted to tokens {3, 2}: samples hold only them, and the probabilities of the three
+    completions of length <= 2 over that alphabet (ended or cut) sum to 1, so pi is a distribution over them."""
+    policy = CausalLMPolicy(tiny_model(), 0, 2, max_new_tokens=2, response_token_ids=torch.tensor([3, 2]))
+    prompt = torch.tensor([1, 5])
+    samples = policy.sample([prompt], 64, torch.Generator().manual_seed(0))
+    assert set(samples.tokens[samples.mask > 0].tolist()) <= {2, 3}
+    every = TokenCompletions(torch.tensor([[2, 0], [3, 2], [3, 3]]), torch.tensor([[1.0, 0], [1, 1], [1, 1]]))
+    with torch.no_grad():
+        total = policy.logprobs([prompt] * 3, every).sum().exp().sum()
+    torch.testing.assert_close(total, torch.tensor(1.0))
+    unrestricted = CausalLMPolicy(policy.model, 0, 2, max_new_tokens=2)
+    with torch.no_grad():
+        assert unrestricted.logprobs([prompt] * 3, every).sum().exp().sum() < 0.99
+    with pytest.raises(DataError, match="outside the policy's response_token_ids"):
+        policy.logprobs([prompt], TokenCompletions(torch.tensor([[4, 2]]), torch.ones(1, 2)))
+
+
+@pytest.mark.parametrize("ids", [[3, 4], [], [2, 99], [-1, 2]])
+def test_bad_response_token_ids_are_config_errors(ids):
+    with pytest.raises(ConfigError, match="response_token_ids"):
+        CausalLMPolicy(tiny_model(), 0, 2, 4, response_token_ids=torch.tensor(ids, dtype=torch.long))
+
+
 def test_value_model_reads_the_state_before_each_token():
     model = tiny_model()
     value = CausalLMValue(model, pad_token_id=0)
@@ -223,6 +247,8 @@ def test_bad_task_arguments_are_config_errors(cache_dir):
         SyntheticLMTask(max_new_tokens=10, max_corpus_length=20, cache_dir=cache_dir)
     with pytest.raises(ConfigError, match="label_noise_beta"):
         SyntheticLMTask(label_noise_beta=-1.0, cache_dir=cache_dir)
+    with pytest.raises(ConfigError, match="task.response_vocabulary=letters.*Fix: use one of corpus, all"):
+        SyntheticLMTask(response_vocabulary="letters", cache_dir=cache_dir)
     with pytest.raises(ConfigError, match="temperature"):
         CausalLMPolicy(tiny_model(), 0, 2, 4, temperature=0.0)
 
