@@ -122,6 +122,11 @@ def run_one(name: str, seed: int, cache_dir: str | None) -> dict:
         "iterations": train_kw["iterations"],
         "seconds": time.perf_counter() - start,
         "curve": evals,
+        "trace": [
+            [r["iteration"], r["eval/reward"], r["eval/kl_ref"], r["eval/mean_length"], r["eval/well_formed"]]
+            for r in rows
+            if "eval/reward" in r
+        ],
     }
 
 

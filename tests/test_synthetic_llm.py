@@ -478,13 +478,32 @@ def test_online_dpo_shortens_responses_and_beats_offline_dpo(length_task):
     assert online["reward"] > offline["reward"]
 
 
-def test_online_and_offline_dpo_are_about_as_good_on_mean_length(cache_dir):
-    task = SyntheticLMTask(reward="mean_length", cache_dir=cache_dir, eval_prompts=16)
-    reference = task.evaluate(task.make_reference(), torch.Generator().manual_seed(0))
-    online = dpo_run(task, "online", 30, 1e-4)
-    offline = dpo_run(task, "offline", 30, 1e-4)
+@pytest.fixture(scope="module")
+def mean_length_runs(cache_dir):
+    """Online and offline DPO on mean_length, 80 iterations at the task's lr, with the corpus's response tokens
+    and with the whole vocabulary (benchmarks/tier2_mean_length.md)."""
+    runs = {}
+    for vocabulary in ("corpus", "all"):
+        task = SyntheticLMTask(reward="mean_length", cache_dir=cache_dir, response_vocabulary=vocabulary)
+        runs["reference"] = task.evaluate(task.make_reference(), torch.Generator().manual_seed(0))
+        for regime in ("online", "offline") if vocabulary == "corpus" else ("offline",):
+            runs[regime, vocabulary] = dpo_run(task, regime, 80, 1e-4)
+    return runs
+
+
+def test_online_and_offline_dpo_are_about_as_good_on_mean_length(mean_length_runs):
+    online, offline = mean_length_runs["online", "corpus"], mean_length_runs["offline", "corpus"]
     assert abs(online["reward"] - offline["reward"]) < 0.05
-    assert min(online["reward"], offline["reward"]) > reference["reward"] - 0.03
+    assert min(online["reward"], offline["reward"]) > mean_length_runs["reference"]["reward"] + 0.1
+
+
+def test_offline_dpo_collapses_on_mean_length_when_any_token_may_be_written(mean_length_runs):
+    """Likelihood displacement: the mass goes to tokens the corpus never shows, the policy leaves its language
+    and stops at the corpus cap (20), far from the target 13."""
+    collapsed, reference = mean_length_runs["offline", "all"], mean_length_runs["reference"]
+    assert collapsed["reward"] < reference["reward"] - 0.1
+    assert collapsed["well_formed"] < 0.1 and collapsed["mean_length"] > 17
+    assert collapsed["kl_ref"] > 20
 
 
 def test_online_rloo_raises_arithmetic_accuracy(cache_dir):
