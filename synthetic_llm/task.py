@@ -332,9 +332,10 @@ class SyntheticLMTask:
         of E[r] - optimum_beta KL(pi || pi_ref) (DPO's optimum too when its labels are Bradley-Terry in r).
 
         Length rewards: the outcome is the response length 0..max_new_tokens; the reward is a function of the
-        length alone, so pi* over lengths is exact. Arithmetic: the outcome is the answer's error, `-2`..`+2`
-        (`0` is the right sum, reward 1) or `other` (any other answer, or no end token); pi* is computed per
-        prompt from the reference's frequencies and averaged over the prompts.
+        length alone, so pi* over lengths is exact up to the sampling error of the reference's histogram.
+        Arithmetic: the outcome is the answer's error, `-2`..`+2` (`0` is the right sum, reward 1) or `other` (any
+        other answer, or no end token); pi* is computed per prompt from the reference's frequencies and averaged
+        over the prompts.
         """
         if self.reward_name == "arithmetic":
             labels = ["-2", "-1", "0", "+1", "+2", "other"]
