@@ -68,6 +68,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     # the other reward, for contrast
     "offline_min": ("offline", {"task": {"reward": "min_length"}}),
     "online_min": ("online", {"task": {"reward": "min_length"}}),
+    "offline_min_lr3e-5": ("offline", {"task": {"reward": "min_length"}, "train": {"lr": 3e-5}}),
+    "online_min_lr3e-5": ("online", {"task": {"reward": "min_length"}, "train": {"lr": 3e-5}}),
     "offline_min_allvocab": ("offline", {"task": {"reward": "min_length", "response_vocabulary": "all"}}),
     "online_min_allvocab": ("online", {"task": {"reward": "min_length", "response_vocabulary": "all"}}),
 }
@@ -81,7 +83,7 @@ def task_defaults() -> dict:
     return {"task": task, "train": dict(cfg["train"]), "sampling": dict(cfg["sampling"])}
 
 
-def run_one(name: str, seed: int, cache_dir: str | None) -> dict:
+def run_one(name: str, seed: int, cache_dir: str | None, overrides: tuple[str, ...] = ()) -> dict:
     from alignlab.cli import build
     from alignlab.sampling import SamplingConfig
     from alignlab.train import TrainConfig, train
@@ -91,6 +93,10 @@ def run_one(name: str, seed: int, cache_dir: str | None) -> dict:
     torch.set_num_threads(1)
     regime, change = VARIANTS[name]
     base = task_defaults()
+    for override in overrides:  # "group.key=value" on top of the task defaults, under the variant's own changes
+        key, value = override.split("=", 1)
+        group, field = key.split(".", 1)
+        base[group][field] = yaml.safe_load(value)
     task_kw = base["task"] | change.get("task", {})
     if cache_dir:
         task_kw["cache_dir"] = cache_dir
@@ -157,6 +163,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument(
+        "--set", action="append", default=[], help="change a task default for every variant, e.g. train.lr=1e-4"
+    )
     parser.add_argument("--out", default=None, help="append one JSON line per run to this file")
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args()
@@ -171,7 +180,9 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     jobs = [(n, s) for n in names for s in seeds]
     with ProcessPoolExecutor(args.workers) as pool:
-        results = list(pool.map(run_one, *zip(*jobs, strict=True), [args.cache_dir] * len(jobs)))
+        results = list(
+            pool.map(run_one, *zip(*jobs, strict=True), [args.cache_dir] * len(jobs), [tuple(args.set)] * len(jobs))
+        )
     if args.out:
         with open(args.out, "a") as f:
             for r in results:
