@@ -480,7 +480,7 @@ def test_online_dpo_shortens_responses_and_beats_offline_dpo(length_task):
 
 @pytest.fixture(scope="module")
 def mean_length_runs(cache_dir):
-    """Online and offline DPO on mean_length, 80 iterations at the task's lr, with the corpus's response tokens
+    """Online and offline DPO on mean_length, 80 iterations at lr 1e-4, with the corpus's response tokens
     and with the whole vocabulary (benchmarks/tier2_mean_length.md)."""
     runs = {}
     for vocabulary in ("corpus", "all"):
