@@ -96,7 +96,13 @@ def run_one(name: str, seed: int, cache_dir: str | None, overrides: tuple[str, .
     for override in overrides:  # "group.key=value" on top of the task defaults, under the variant's own changes
         key, value = override.split("=", 1)
         group, field = key.split(".", 1)
-        base[group][field] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        base[group][field] = parsed
     task_kw = base["task"] | change.get("task", {})
     if cache_dir:
         task_kw["cache_dir"] = cache_dir
