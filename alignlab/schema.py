@@ -113,6 +113,7 @@ class SyntheticLMTaskConfig(TaskConfig):
     eval_samples_per_prompt: int = 4  # >= 1
     logprob_batch_size: int | None = None  # >= 1
     optimum_beta: float = 0.1  # > 0
+    response_vocabulary: str = "corpus"  # corpus | all
 
 
 @dataclass

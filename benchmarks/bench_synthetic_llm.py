@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
+import yaml
 
 from alignlab.objectives import DPO
 from alignlab.sampling import SamplingConfig
@@ -22,7 +24,11 @@ from alignlab.train import TrainConfig, train
 from alignlab.types import Rollout
 from synthetic_llm import SyntheticLMTask
 
-PROMPTS_PER_ROUND, SAMPLES_PER_PROMPT, LR, EVAL_EVERY = 8, 4, 1e-4, 10  # as in conf/task/synthetic_llm.yaml
+DEFAULTS = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "task" / "synthetic_llm.yaml").read_text())
+PROMPTS_PER_ROUND = DEFAULTS["sampling"]["prompts_per_round"]
+SAMPLES_PER_PROMPT = DEFAULTS["sampling"]["samples_per_prompt"]
+OFFLINE_PROMPTS = DEFAULTS["sampling"]["offline_prompts"]
+LR, EVAL_EVERY = DEFAULTS["train"]["lr"], DEFAULTS["train"]["eval_every"]
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -77,7 +83,7 @@ def dpo_run(task: SyntheticLMTask, regime: str, iterations: int) -> dict:
         sync_every=None if regime == "offline" else 1,
         prompts_per_round=PROMPTS_PER_ROUND,
         samples_per_prompt=SAMPLES_PER_PROMPT,
-        offline_prompts=256,
+        offline_prompts=OFFLINE_PROMPTS,
     )
     config = TrainConfig(iterations=iterations, lr=LR, eval_every=EVAL_EVERY, progress=False)
     evaluation, rows, _ = train(task, DPO(beta=0.1), sampling, config, seed=0)
@@ -87,14 +93,16 @@ def dpo_run(task: SyntheticLMTask, regime: str, iterations: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--iterations", type=int, default=DEFAULTS["train"]["iterations"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--cache-dir", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    task = SyntheticLMTask(reward="min_length", cache_dir=args.cache_dir)
+    task = SyntheticLMTask(
+        reward="min_length", cache_dir=args.cache_dir, response_vocabulary=DEFAULTS["task"]["response_vocabulary"]
+    )
     start = time.perf_counter()
     task.make_reference()
     built = f"built in {time.perf_counter() - start:.1f} s" if task.reference_built else "loaded from cache"

@@ -148,6 +148,8 @@ class CausalLMPolicy(nn.Module):
 
     `model` is any Hugging Face causal LM. `max_context` defaults to the model's position limit;
     `logprob_batch_size` bounds how many sequences one forward pass of `logprobs` holds (None: all).
+    `response_token_ids` (None: the whole vocabulary) are the only tokens a completion may contain: every other
+    logit is -inf when sampling and when scoring, so pi is a distribution over completions made of them.
     """
 
     def __init__(
@@ -160,6 +162,7 @@ class CausalLMPolicy(nn.Module):
         top_p: float = 1.0,
         max_context: int | None = None,
         logprob_batch_size: int | None = None,
+        response_token_ids: Tensor | None = None,
     ):
         super().__init__()
         if max_new_tokens < 1:
@@ -178,6 +181,22 @@ class CausalLMPolicy(nn.Module):
         self.top_p = top_p
         self.max_context = max_context if max_context is not None else model_max_context(model)
         self.logprob_batch_size = logprob_batch_size
+        self.blocked = None
+        if response_token_ids is not None:
+            vocab = model.get_output_embeddings().weight.shape[0]
+            ids = torch.as_tensor(response_token_ids, dtype=torch.long)
+            if ids.numel() == 0 or ids.min() < 0 or ids.max() >= vocab or eos_token_id not in ids.tolist():
+                raise ConfigError(
+                    f"response_token_ids must be ids in 0..{vocab - 1} that include the end token {eos_token_id}",
+                    "pass None (the whole vocabulary) or a list of valid ids with the end token",
+                )
+            self.blocked = torch.ones(vocab, dtype=torch.bool)
+            self.blocked[ids] = False
+
+    def _restrict(self, logits: Tensor) -> Tensor:
+        if self.blocked is None:
+            return logits
+        return logits.masked_fill(self.blocked.to(logits.device), -torch.inf)
 
     # ---- sampling --------------------------------------------------------------------------------------
     def _draw(self, logits: Tensor, generator: torch.Generator) -> Tensor:
@@ -201,7 +220,7 @@ class CausalLMPolicy(nn.Module):
         ids, attention = ids.to(device), attention.to(device)
         position = positions(attention)
         out = self.model(input_ids=ids, attention_mask=attention, position_ids=position, use_cache=True)
-        past, logits = output_cache(out), out.logits[:, -1]
+        past, logits = output_cache(out), self._restrict(out.logits[:, -1])
         cache_key = cache_keyword(self.model)
         next_position = position[:, -1] + 1
         done = torch.zeros(len(rows), dtype=torch.bool, device=device)
@@ -222,7 +241,7 @@ class CausalLMPolicy(nn.Module):
                 use_cache=True,
                 **{cache_key: past},
             )
-            past, logits = output_cache(out), out.logits[:, -1]
+            past, logits = output_cache(out), self._restrict(out.logits[:, -1])
             next_position = next_position + 1
         return TokenCompletions(torch.stack(tokens, 1).cpu(), torch.stack(masks, 1).cpu())
 
@@ -234,10 +253,18 @@ class CausalLMPolicy(nn.Module):
         device = model_device(self.model)
         ids = ids.to(device)
         logits = self.model(input_ids=ids, attention_mask=attention.to(device), position_ids=position.to(device)).logits
-        logits = logits[:, width - 1 : width - 1 + length].float() / self.temperature
+        logits = self._restrict(logits[:, width - 1 : width - 1 + length].float()) / self.temperature
         targets = ids[:, width:]
         logps = torch.log_softmax(logits, dim=-1).gather(-1, targets[:, :, None]).squeeze(-1)
-        return logps.cpu() * completions.mask
+        if self.blocked is None:
+            return logps.cpu() * completions.mask
+        scored = completions.mask > 0
+        if self.blocked[completions.tokens][scored].any():
+            raise DataError(
+                "a completion contains tokens outside the policy's response_token_ids (log-prob -inf)",
+                "score only completions made of the response tokens, or build the policy without the restriction",
+            )
+        return torch.where(scored, logps.cpu(), 0.0)
 
     def logprobs(
         self, prompts: list[Tensor], completions: TokenCompletions, logprob_batch_size: int | None = None

@@ -5,8 +5,8 @@ Two corpora, both generated from a seed:
 - `length`: prompt `<bos>` + 4 random letters + `>`; the response continues the alphabet from the prompt's
   last letter ("abcd>" -> "efgh...") for L letters, then `<eos>`. L follows a known, right-skewed law:
   p(L) ~ L^(shape-1) exp(-L / scale) on 1..max_length (a discretised Gamma; mode (shape-1)*scale = 12 by
-  default, mean about 13.5, and short responses rare: p(L <= 4) is about 1%). Content is deterministic, so
-  the only thing the model can vary is *where it stops*: its length distribution.
+  default, mean 12.7 once truncated at 20, and short responses rare: p(L <= 4) is about 1%). Content is
+  deterministic, so the only thing the model can vary is *where it stops*: its length distribution.
 - `arithmetic`: prompt `<bos>a+b=`, response the digits of a + b then `<eos>`; with probability
   `error_rate` the corpus answer is off by 1 or 2, so the reference is right only part of the time and a
   verifiable reward has room to rise.

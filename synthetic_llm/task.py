@@ -20,7 +20,6 @@ L = max_new_tokens (min_length reward 0).
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 
 import torch
@@ -42,6 +41,7 @@ from synthetic_llm.reference import (
 from synthetic_llm.tokenizer import CharTokenizer, check_tokenizer_matches
 
 REWARDS = ("min_length", "mean_length", "arithmetic", "preference")  # preference: synthetic_llm/preference.py
+RESPONSE_VOCABULARIES = ("corpus", "all")
 HELD_OUT_MODULUS = 8  # a letter prompt whose letter indices sum to 0 mod 8 is kept for evaluation
 
 
@@ -93,6 +93,7 @@ class SyntheticLMTask:
         eval_samples_per_prompt: int = 4,
         logprob_batch_size: int | None = None,
         optimum_beta: float = 0.1,
+        response_vocabulary: str = "corpus",
     ):
         if reward not in REWARDS:
             raise ConfigError(f"task.reward={reward} is not a synthetic_llm reward", f"use one of {', '.join(REWARDS)}")
@@ -116,6 +117,11 @@ class SyntheticLMTask:
             ("target_length", target_length, "[0, inf)"),
         ):
             check_range(f"task.{key}", value, interval)
+        if response_vocabulary not in RESPONSE_VOCABULARIES:
+            raise ConfigError(
+                f"task.response_vocabulary={response_vocabulary} is not a response vocabulary",
+                f"use one of {', '.join(RESPONSE_VOCABULARIES)}",
+            )
         if optimum_beta <= 0:
             raise ConfigError(f"task.optimum_beta={optimum_beta} must be positive", "set task.optimum_beta > 0")
         corpus = "arithmetic" if reward in ("arithmetic", "preference") else "length"
@@ -154,6 +160,7 @@ class SyntheticLMTask:
         self.eval_samples_per_prompt = eval_samples_per_prompt
         self.optimum_beta = optimum_beta
         self.tokenizer = CharTokenizer()
+        self.response_vocabulary = response_vocabulary
         self.corpus_length_probs = length_law(self.spec)
         corpus_mean = float((self.corpus_length_probs * torch.arange(len(self.corpus_length_probs))).sum())
         self.target_length = int(round(corpus_mean)) if target_length is None else int(target_length)
@@ -192,7 +199,21 @@ class SyntheticLMTask:
             self.temperature,
             self.top_p,
             logprob_batch_size=self.logprob_batch_size,
+            response_token_ids=self.response_token_ids(),
         )
+
+    def response_token_ids(self) -> Tensor | None:
+        """The tokens a response may contain: with `response_vocabulary=corpus`, those of the corpus's
+        responses (letters or digits, and the end token); with `all`, None (the whole vocabulary, including
+        tokens the corpus never shows, on which the reference learned nothing)."""
+        if self.response_vocabulary == "all":
+            return None
+        tok = self.tokenizer
+        if self.spec.corpus == "arithmetic":
+            body = torch.tensor([tok.ids[d] for d in "0123456789"])
+        else:
+            body = tok.letter_ids
+        return torch.cat([body, torch.tensor([tok.eos_id])])
 
     def make_reference(self) -> CausalLMPolicy:
         self.reference_model  # noqa: B018 (builds or loads it)
@@ -259,6 +280,23 @@ class SyntheticLMTask:
             right.append(decode(tokens) == str(int(a) + int(b)))
         return torch.tensor(right, dtype=torch.bool) & ended
 
+    def well_formed(self, prompts: list, completions: TokenCompletions) -> Tensor:
+        """[N] bool: the response is made of what the corpus is made of, whatever its length. Length task: the
+        alphabet continued from the prompt's last letter (up to the end token, or to max_new_tokens); arithmetic:
+        digits, then the end token. The rewards read only the length (or the exact sum); this tells whether the
+        policy still writes the corpus's language or has drifted to tokens its data never showed."""
+        tokens = completions.tokens
+        lengths, ended = completion_lengths(completions, self.tokenizer.eos_id)
+        before_end = torch.arange(tokens.shape[1])[None, :] < lengths[:, None]
+        if self.spec.corpus == "arithmetic":
+            digits = (tokens >= self.tokenizer.ids["0"]) & (tokens <= self.tokenizer.ids["9"])
+            return (digits | ~before_end).all(1) & ended & (lengths > 0)
+        letter_of = {int(t): i for i, t in enumerate(self.tokenizer.letter_ids)}
+        last = torch.tensor([letter_of.get(int(p[-2]), -1) for p in prompts])
+        steps = torch.arange(1, tokens.shape[1] + 1)
+        expected = self.tokenizer.letter_ids[(last[:, None] + steps[None, :]) % 26]
+        return ((tokens == expected) | ~before_end).all(1) & (last >= 0)
+
     # ---- data --------------------------------------------------------------------------------------------
     def offline_data(self, num_prompts: int, samples_per_prompt: int, generator: torch.Generator) -> Rollout:
         """Reference samples for `num_prompts` training prompts, scored by the reward.
@@ -306,6 +344,7 @@ class SyntheticLMTask:
             "length_median": q50,
             "length_q90": q90,
             "ended_fraction": float(ended.float().mean()),
+            "well_formed": float(self.well_formed(prompts, completions).float().mean()),
             "logp": float(logp.mean()),
         }
         if self.reward_name == "arithmetic":
@@ -313,31 +352,68 @@ class SyntheticLMTask:
         return result
 
     def artifacts(self, policy, run_dir: Path) -> None:
-        """distribution.csv over response lengths 0..max_new_tokens: the reward of each length, the empirical
-        length frequencies of the reference and the policy (eval prompts x 16 samples each), and, on the
-        length rewards, pi*(L) ~ p_ref(L) exp(r(L) / optimum_beta), exact for a reward of the length alone."""
-        counts = {}
-        for key, model in (("reference", self.make_reference()), ("policy", policy)):
-            generator = torch.Generator().manual_seed(self.reference_seed + 104729)
-            _, completions = self._sample_eval(model, generator, 16)
-            lengths, _ = completion_lengths(completions, self.tokenizer.eos_id)
-            hist = torch.bincount(lengths.long(), minlength=self.max_new_tokens + 1).double()
-            counts[key] = hist / hist.sum()
-        buckets = torch.arange(self.max_new_tokens + 1, dtype=torch.float64)
+        """distribution.csv: the reward of each outcome, the empirical outcome frequencies of the reference and
+        the policy (eval prompts x 16 samples each), and pi*(o) ~ p_ref(o) exp(r(o) / optimum_beta), the maximiser
+        of E[r] - optimum_beta KL(pi || pi_ref) (DPO's optimum too when its labels are Bradley-Terry in r).
+
+        Length rewards: the outcome is the response length 0..max_new_tokens; the reward is a function of the
+        length alone, so pi* over lengths is exact up to the sampling error of the reference's histogram.
+        Arithmetic: the outcome is the answer's error, `-2`..`+2` (`0` is the right sum, reward 1) or `other` (any
+        other answer, or no end token); pi* is computed per prompt from the reference's frequencies and averaged
+        over the prompts. The preference reward (a learned model) is not a function of the outcome: its reward
+        and pi* columns are empty.
+        """
         if self.reward_name in ("arithmetic", "preference"):
-            rewards = optimum = [math.nan] * len(buckets)
+            labels = ["-2", "-1", "0", "+1", "+2", "other"]
+            rewards = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+            if self.reward_name == "preference":
+                rewards = torch.full_like(rewards, float("nan"))
         else:
+            labels = [str(i) for i in range(self.max_new_tokens + 1)]
+            buckets = torch.arange(self.max_new_tokens + 1, dtype=torch.float64)
             if self.reward_name == "min_length":
-                table = 1.0 - buckets / self.max_new_tokens
+                rewards = 1.0 - buckets / self.max_new_tokens
             else:
                 scale = max(self.target_length, self.max_new_tokens - self.target_length)
-                table = (1.0 - (buckets - self.target_length).abs() / scale).clamp(0.0, 1.0)
-            weights = counts["reference"] * torch.exp((table - table.max()) / self.optimum_beta)
-            rewards, optimum = table.tolist(), (weights / weights.sum()).tolist()
+                rewards = (1.0 - (buckets - self.target_length).abs() / scale).clamp(0.0, 1.0)
+        per_prompt = {}
+        for key, model in (("reference", self.make_reference()), ("policy", policy)):
+            generator = torch.Generator().manual_seed(self.reference_seed + 104729)
+            prompts, completions = self._sample_eval(model, generator, 16)
+            outcome = self._outcomes(prompts, completions)
+            counts = torch.zeros(len(self.eval_prompt_list), len(labels), dtype=torch.float64)
+            counts.view(-1).index_add_(
+                0,
+                torch.arange(len(outcome)) // 16 * len(labels) + outcome,
+                torch.ones(len(outcome), dtype=torch.float64),
+            )
+            per_prompt[key] = counts / 16
+        tilt = torch.exp((rewards - rewards.max()) / self.optimum_beta)
+        if self.reward_name == "preference":
+            optimum = torch.full_like(rewards, float("nan"))
+        elif self.reward_name == "arithmetic":
+            weights = per_prompt["reference"] * tilt
+            optimum = (weights / weights.sum(1, keepdim=True)).mean(0)
+        else:  # the length law does not depend on the prompt: tilt the pooled histogram (less noise)
+            weights = per_prompt["reference"].mean(0) * tilt
+            optimum = weights / weights.sum()
+        reference, trained = per_prompt["reference"].mean(0), per_prompt["policy"].mean(0)
         lines = ["completion,reward,reference,policy,optimum"]
-        for i in range(len(buckets)):
+        for i, label in enumerate(labels):
             lines.append(
-                f"{i},{rewards[i]:.6g},{float(counts['reference'][i]):.6g},{float(counts['policy'][i]):.6g},"
-                f"{optimum[i]:.6g}"
+                f"{label},{float(rewards[i]):.6g},{float(reference[i]):.6g},{float(trained[i]):.6g},{float(optimum[i]):.6g}"
             )
         atomic_write_bytes(Path(run_dir) / "distribution.csv", ("\n".join(lines) + "\n").encode())
+
+    def _outcomes(self, prompts: list, completions: TokenCompletions) -> Tensor:
+        """[N] long: the bucket of each completion in distribution.csv (see `artifacts`)."""
+        lengths, ended = completion_lengths(completions, self.tokenizer.eos_id)
+        if self.reward_name not in ("arithmetic", "preference"):
+            return lengths.long()
+        outcome = []
+        for prompt, tokens, done in zip(prompts, completions.tokens, ended.tolist(), strict=True):
+            a, b = self.tokenizer.decode(prompt).rstrip("=").split("+")
+            answer = self.tokenizer.decode(tokens)
+            error = int(answer) - int(a) - int(b) if done and answer.isdigit() else None
+            outcome.append(error + 2 if error is not None and abs(error) <= 2 else 5)
+        return torch.tensor(outcome)

@@ -180,6 +180,30 @@ def test_parity_one_token_lm_against_bandit():
     torch.testing.assert_close(lm_grad, bandit.logits.grad, atol=1e-6, rtol=1e-4)
 
 
+def test_response_token_ids_restrict_sampling_and_scoring():
+    """A 2-token LM restricted to tokens {3, 2}: samples hold only them, and the probabilities of the three
+    completions of length <= 2 over that alphabet (ended or cut) sum to 1, so pi is a distribution over them."""
+    policy = CausalLMPolicy(tiny_model(), 0, 2, max_new_tokens=2, response_token_ids=torch.tensor([3, 2]))
+    prompt = torch.tensor([1, 5])
+    samples = policy.sample([prompt], 64, torch.Generator().manual_seed(0))
+    assert set(samples.tokens[samples.mask > 0].tolist()) <= {2, 3}
+    every = TokenCompletions(torch.tensor([[2, 0], [3, 2], [3, 3]]), torch.tensor([[1.0, 0], [1, 1], [1, 1]]))
+    with torch.no_grad():
+        total = policy.logprobs([prompt] * 3, every).sum().exp().sum()
+    torch.testing.assert_close(total, torch.tensor(1.0))
+    unrestricted = CausalLMPolicy(policy.model, 0, 2, max_new_tokens=2)
+    with torch.no_grad():
+        assert unrestricted.logprobs([prompt] * 3, every).sum().exp().sum() < 0.99
+    with pytest.raises(DataError, match="outside the policy's response_token_ids"):
+        policy.logprobs([prompt], TokenCompletions(torch.tensor([[4, 2]]), torch.ones(1, 2)))
+
+
+@pytest.mark.parametrize("ids", [[3, 4], [], [2, 99], [-1, 2]])
+def test_bad_response_token_ids_are_config_errors(ids):
+    with pytest.raises(ConfigError, match="response_token_ids"):
+        CausalLMPolicy(tiny_model(), 0, 2, 4, response_token_ids=torch.tensor(ids, dtype=torch.long))
+
+
 def test_value_model_reads_the_state_before_each_token():
     model = tiny_model()
     value = CausalLMValue(model, pad_token_id=0)
@@ -224,6 +248,8 @@ def test_bad_task_arguments_are_config_errors(cache_dir):
         SyntheticLMTask(max_new_tokens=10, max_corpus_length=20, cache_dir=cache_dir)
     with pytest.raises(ConfigError, match="label_noise_beta"):
         SyntheticLMTask(label_noise_beta=-1.0, cache_dir=cache_dir)
+    with pytest.raises(ConfigError, match="task.response_vocabulary=letters.*Fix: use one of corpus, all"):
+        SyntheticLMTask(response_vocabulary="letters", cache_dir=cache_dir)
     with pytest.raises(ConfigError, match="temperature"):
         CausalLMPolicy(tiny_model(), 0, 2, 4, temperature=0.0)
 
@@ -265,6 +291,47 @@ def test_rewards_lie_in_the_unit_interval_and_arithmetic_is_exact(cache_dir):
     completions = TokenCompletions.cat([TokenCompletions(r[None], torch.ones(1, len(r))) for r in rows])
     scores = arithmetic.reward([tok.encode("12+7=", bos=True)] * 5, completions)
     assert scores.tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def completions_of(texts: list[str], ends: list[bool]) -> TokenCompletions:
+    tok = CharTokenizer()
+    rows = [
+        torch.cat([tok.encode(t), torch.tensor([tok.eos_id] if end else [], dtype=torch.long)])
+        for t, end in zip(texts, ends, strict=True)
+    ]
+    return TokenCompletions.cat([TokenCompletions(r[None], torch.ones(1, len(r))) for r in rows])
+
+
+@pytest.mark.parametrize(
+    ("prompt", "text", "ends", "expected"),
+    [
+        ("abcd>", "efg", True, True),
+        ("abcd>", "", True, True),  # the empty answer is well formed
+        ("abcd>", "efh", True, False),  # a wrong letter
+        ("abcd>", "ef1", True, False),  # a token the corpus never shows
+        ("wxyz>", "abc", True, True),  # the alphabet wraps around
+        ("abcd>", "efghijklmnopqrstuvwxyzab", False, True),  # right letters, cut at max_new_tokens
+        ("12+7=", "19", True, True),
+        ("12+7=", "17", True, True),  # wrong, but a number: well formed
+        ("12+7=", "1+", True, False),
+        ("12+7=", "19", False, False),  # never ends
+        ("12+7=", "", True, False),  # no digits
+    ],
+)
+def test_well_formed(cache_dir, prompt, text, ends, expected):
+    reward = "arithmetic" if "+" in prompt else "mean_length"
+    task = SyntheticLMTask(reward=reward, cache_dir=cache_dir)
+    prompts = [task.tokenizer.encode(prompt, bos=True)]
+    assert task.well_formed(prompts, completions_of([text], [ends])).tolist() == [expected]
+
+
+def test_arithmetic_outcomes_are_the_answer_error(cache_dir):
+    task = SyntheticLMTask(reward="arithmetic", cache_dir=cache_dir)
+    texts, ends = ["19", "17", "18", "21", "22", "1+", "19"], [True, True, True, True, True, True, False]
+    prompts = [task.tokenizer.encode("12+7=", bos=True)] * len(texts)
+    labels = ["-2", "-1", "0", "+1", "+2", "other"]
+    outcomes = task._outcomes(prompts, completions_of(texts, ends))
+    assert [labels[i] for i in outcomes] == ["0", "-2", "-1", "+2", "other", "other", "other"]
 
 
 def test_bradley_terry_label_noise():
@@ -325,6 +392,20 @@ def test_evaluate_and_artifacts(length_task, tmp_path):
     lines = (tmp_path / "distribution.csv").read_text().splitlines()
     assert lines[0] == "completion,reward,reference,policy,optimum" and len(lines) == 1 + 25
     assert abs(sum(float(line.split(",")[2]) for line in lines[1:]) - 1) < 1e-4
+    assert 0.5 < result["well_formed"] <= 1.0  # the reference writes the alphabet, with a few slips
+
+
+def test_arithmetic_artifact_is_the_answer_error_with_its_reward(cache_dir, tmp_path):
+    task = SyntheticLMTask(reward="arithmetic", cache_dir=cache_dir, eval_prompts=8)
+    task.artifacts(task.make_policy(), tmp_path)
+    rows = [line.split(",") for line in (tmp_path / "distribution.csv").read_text().splitlines()]
+    assert rows[0] == ["completion", "reward", "reference", "policy", "optimum"]
+    assert [r[0] for r in rows[1:]] == ["-2", "-1", "0", "+1", "+2", "other"]
+    assert [float(r[1]) for r in rows[1:]] == [0, 0, 1, 0, 0, 0]
+    for column in (2, 3, 4):
+        assert abs(sum(float(r[column]) for r in rows[1:]) - 1) < 1e-4
+    right = rows[3]
+    assert right[2] == right[3] and float(right[4]) > float(right[2])  # pi* tilts the reference towards 0
 
 
 # ---- every objective and regime, through the real configs --------------------------------------------------
@@ -398,13 +479,32 @@ def test_online_dpo_shortens_responses_and_beats_offline_dpo(length_task):
     assert online["reward"] > offline["reward"]
 
 
-def test_online_and_offline_dpo_are_about_as_good_on_mean_length(cache_dir):
-    task = SyntheticLMTask(reward="mean_length", cache_dir=cache_dir, eval_prompts=16)
-    reference = task.evaluate(task.make_reference(), torch.Generator().manual_seed(0))
-    online = dpo_run(task, "online", 30, 1e-4)
-    offline = dpo_run(task, "offline", 30, 1e-4)
+@pytest.fixture(scope="module")
+def mean_length_runs(cache_dir):
+    """Online and offline DPO on mean_length, 80 iterations at lr 1e-4, with the corpus's response tokens
+    and with the whole vocabulary (benchmarks/tier2_mean_length.md)."""
+    runs = {}
+    for vocabulary in ("corpus", "all"):
+        task = SyntheticLMTask(reward="mean_length", cache_dir=cache_dir, response_vocabulary=vocabulary)
+        runs["reference"] = task.evaluate(task.make_reference(), torch.Generator().manual_seed(0))
+        for regime in ("online", "offline") if vocabulary == "corpus" else ("offline",):
+            runs[regime, vocabulary] = dpo_run(task, regime, 80, 1e-4)
+    return runs
+
+
+def test_online_and_offline_dpo_are_about_as_good_on_mean_length(mean_length_runs):
+    online, offline = mean_length_runs["online", "corpus"], mean_length_runs["offline", "corpus"]
     assert abs(online["reward"] - offline["reward"]) < 0.05
-    assert min(online["reward"], offline["reward"]) > reference["reward"] - 0.03
+    assert min(online["reward"], offline["reward"]) > mean_length_runs["reference"]["reward"] + 0.1
+
+
+def test_offline_dpo_collapses_on_mean_length_when_any_token_may_be_written(mean_length_runs):
+    """Likelihood displacement: the mass goes to tokens the corpus never shows, the policy leaves its language
+    and stops at the corpus cap (20), far from the target 13."""
+    collapsed, reference = mean_length_runs["offline", "all"], mean_length_runs["reference"]
+    assert collapsed["reward"] < reference["reward"] - 0.1
+    assert collapsed["well_formed"] < 0.1 and collapsed["mean_length"] > 17
+    assert collapsed["kl_ref"] > 20
 
 
 def test_online_rloo_raises_arithmetic_accuracy(cache_dir):
