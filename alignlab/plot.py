@@ -219,28 +219,23 @@ def plot_sweep(root: Path, out_dir: Path | None = None) -> list[Path]:
     )
     points = data.dropna(subset=["eval/reward", "eval/kl_ref"])
     final = data.sort_values("iteration").groupby("run").tail(1)
-    fig, ax = plt.subplots(figsize=(9 if wide else 6.5, 4.2))
-    for g in groups:
-        mine = points[points[group] == g].sort_values("eval/kl_ref")
-        color = group_colors[g]
-        ax.scatter(mine["eval/kl_ref"], mine["eval/reward"], s=5, alpha=0.2, color=color, lw=0)
-        ax.step(
-            mine["eval/kl_ref"],
-            mine["eval/reward"].cummax(),
-            where="post",
-            color=color,
-            lw=2,
-            label=f"{g}" if group == "hue" else f"{group}={g}: frontier",
-        )
-        ends = final[final[group] == g]
-        ax.scatter(ends["eval/kl_ref"], ends["eval/reward"], s=30, color=color, edgecolor="black", lw=0.6, zorder=3)
-    ax.set(
-        title="reward against KL to the reference: every evaluation (dots), final (outlined), frontier (line)",
-        xlabel="KL(pi || pi_ref)",
-        ylabel="reward",
+    rewards = sorted(data["task.reward"].unique(), key=natural_key) if "task.reward" in data else [None]
+    fig, axes = _axes(len(rewards), wide, sharey=False)
+    for ax, reward in zip(axes, rewards, strict=True):  # different rewards are not on one scale: a panel each
+        for g in groups:
+            mine = points[(points[group] == g) & ((points["task.reward"] == reward) if reward else True)]
+            mine = mine.sort_values("eval/kl_ref")
+            color = group_colors[g]
+            ax.scatter(mine["eval/kl_ref"], mine["eval/reward"], s=5, alpha=0.2, color=color, lw=0)
+            label = f"{g}" if group == "hue" else f"{group}={g}: frontier"
+            ax.step(mine["eval/kl_ref"], mine["eval/reward"].cummax(), where="post", color=color, lw=2, label=label)
+            ends = final[(final[group] == g) & ((final["task.reward"] == reward) if reward else True)]
+            ax.scatter(ends["eval/kl_ref"], ends["eval/reward"], s=30, color=color, edgecolor="black", lw=0.6, zorder=3)
+        ax.set(title=f"task.reward={reward}" if reward else "", xlabel="KL(pi || pi_ref)", ylabel="reward")
+    fig.suptitle(
+        "reward against KL to the reference: every evaluation (dots), final (outlined), frontier (line)", fontsize=10
     )
-    ax.title.set_fontsize(9)
-    _legend(fig, [ax])
+    _legend(fig, axes)
     paths.append(_save(fig, out_dir / "reward_vs_kl.png"))
 
     # log-probs of chosen, rejected and their margin: one panel per configuration

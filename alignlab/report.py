@@ -76,13 +76,15 @@ def command(finding: Finding, task: str, overrides: list[str]) -> list[str]:
 
 
 def run_finding(finding: Finding, task: str, runs: Path, overrides: list[str], bar: tqdm) -> str | None:
-    """Run (or resume) the finding's sweep; None when it finished, else the error line."""
+    """Run (or resume) the finding's sweep; None when it finished, else the error line. Counts the jobs that
+    were already done in `bar.resumed`."""
     argv = command(finding, task, overrides)
     argv = [sys.executable, "-m", "alignlab", *argv[1:], f"hydra.sweep.dir={runs / finding.experiment}"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stdout:
         if line.startswith("alignlab: ") and ("-> " in line and "summary.json" in line or "already done" in line):
             bar.update(1)
+            bar.resumed += "already done" in line
     errors = proc.stderr.read()
     if proc.wait() != 0:
         lines = [x for x in errors.splitlines() if x.strip()]
@@ -124,11 +126,21 @@ def number_rows(numbers: dict[str, float]) -> list[tuple[str, str]]:
     return rows
 
 
-def write_report(out: Path, task: str, results: list[dict], skipped: list[tuple[Finding, str]], seconds: float):
+def write_report(
+    out: Path,
+    task: str,
+    results: list[dict],
+    skipped: list[tuple[Finding, str]],
+    seconds: float,
+    resumed: int = 0,
+    total: int = 0,
+):
     md = [f"# Findings report: task={task}", ""]
+    again = f" ({resumed} of {total} jobs were already done: resumed)" if resumed else ""
     md.append(
-        f"Made by `alignlab-report task={task}` in {seconds:.0f} s. Each verdict is computed from the runs below by "
-        "the stated criterion; numbers are mean ± s.d. over seeds. A finding that does not hold is reported so."
+        f"Made by `alignlab-report task={task}` in {seconds:.0f} s{again}. Each verdict is computed from the runs "
+        "below by the stated criterion; numbers are mean ± s.d. over seeds. A finding that does not hold is "
+        "reported so."
     )
     md += ["", "| finding | verdict | measured |", "|---|---|---|"]
     for r in results:
@@ -230,6 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     total = sum(job_count(f.experiment) for f in runnable)
     with tqdm(total=total, desc=f"findings on {args.task}", unit="job") as bar:
+        bar.resumed = 0
         for finding in runnable:
             bar.set_postfix_str(f"{finding.id} {finding.experiment}")
             error = run_finding(finding, args.task, runs, args.overrides, bar)
@@ -245,8 +258,9 @@ def main(argv: list[str] | None = None) -> None:
                     "command": command(finding, args.task, args.overrides),
                 }
             )
+        resumed = bar.resumed
     seconds = time.perf_counter() - started
-    write_report(out, args.task, results, skipped, seconds)
+    write_report(out, args.task, results, skipped, seconds, resumed, total)
     for r in results:
         print(f"{r['finding'].id} {r['verdict'].status}: {r['verdict'].text}")
     print(f"alignlab-report: {out / 'REPORT.md'} and {out / 'index.html'} ({seconds:.0f} s)")

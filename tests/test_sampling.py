@@ -88,7 +88,7 @@ def test_sample_reuse_takes_t_updates_per_round():
     task = BanditTask(reward="r2")
     cfg = TrainConfig(iterations=5, lr=0.05, progress=False)
     _, rows, _ = train(task, PPO(), SamplingConfig(updates_per_batch=3), cfg)
-    assert [r["train/updates"] for r in rows] == [3.0, 6.0, 9.0, 12.0, 15.0]
+    assert [r["train/updates"] for r in rows] == [0.0, 3.0, 6.0, 9.0, 12.0, 15.0]  # 0: the evaluation at iteration 0
     assert rows[-1]["sampler/syncs"] == 0.0  # online with T > 1 samples from the live policy: no copy to sync
 
 

@@ -1,0 +1,46 @@
+"""The findings report's wall time per tier (a benchmark, not a timed test: the machine may be shared).
+
+Goals (issue 7): the tier-1 report in under 5 minutes, the tier-2 report in under 30 minutes, on 2 idle cores.
+Each report runs from scratch into a temporary directory (tier 2's reference model comes from the cache).
+
+    python benchmarks/bench_report.py                    # tier 1 and tier 2
+    python benchmarks/bench_report.py --tasks bandit     # tier 1 only
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+GOALS = {"bandit": 300, "synthetic_llm": 1800}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", default="bandit,synthetic_llm", help="comma-separated tasks")
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    print(f"{os.cpu_count()} CPUs, load average {load:.1f} at the start (a busy machine is slower)")
+    print(f"{'task':<16}{'wall s':>9}{'goal s':>9}  verdicts")
+    for task in args.tasks.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            proc = subprocess.run(
+                [sys.executable, "-m", "alignlab.report", f"task={task}", "--out", tmp],
+                capture_output=True,
+                text=True,
+            )
+            wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            sys.exit(f"the {task} report failed:\n{proc.stderr[-2000:]}")
+        verdicts = [line.split(":")[0] for line in proc.stdout.splitlines() if line[:1] == "T"]
+        print(f"{task:<16}{wall:>9.0f}{GOALS.get(task, 0):>9}  {'; '.join(verdicts)}")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
