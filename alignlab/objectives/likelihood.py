@@ -61,7 +61,7 @@ class BestOfN(Objective):
 
     keep_top: int = 1  # k: samples kept per prompt
     negative: str = "none"  # none, worst, worse
-    negative_weight: float = 0.1  # alpha, the weight of the negative term
+    negative_weight: float = 1.0  # alpha, the weight of the negative term (as conf/algo/best_of_n*.yaml)
 
     def check(self, samples_per_prompt: int) -> None:
         super().check(samples_per_prompt)

@@ -101,7 +101,7 @@ class IPO(PairwiseObjective):
     name: ClassVar[str] = "ipo"
     reads_reference: ClassVar[bool] = True
 
-    tau: float = 0.1  # regularisation: the target log-ratio margin is 1 / (2 tau)
+    tau: float = 0.05  # the target log-ratio margin 1 / (2 tau) = 10, as Tajwar et al.'s code (conf/algo/ipo.yaml)
 
     def check(self, samples_per_prompt: int) -> None:
         super().check(samples_per_prompt)
