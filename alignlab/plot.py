@@ -111,8 +111,8 @@ def load_sweep(root: Path) -> pd.DataFrame:
 def plot_sweep(root: Path, out_dir: Path | None = None) -> list[Path]:
     root = Path(root)
     out_dir = Path(out_dir or root)
-    out_dir.mkdir(parents=True, exist_ok=True)
     data = load_sweep(root)
+    out_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to draw
     labels = sorted(data["label"].unique(), key=natural_key)
     sns.set_theme(style="whitegrid", context="notebook")
     colors = sns.color_palette("tab20" if len(labels) > 10 else "tab10", len(labels))
@@ -203,6 +203,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("directory", type=Path, help="a run directory or a multirun directory")
     parser.add_argument("--out", type=Path, default=None, help="where to write the figures (default: the directory)")
     args = parser.parse_args(argv)
+    if not args.directory.is_dir():
+        parser.exit(
+            2, f"alignlab-plot: error: {args.directory} is not a directory. Fix: give a run or multirun directory.\n"
+        )
     if (args.directory / METRICS).exists():
         paths = [plot_run(args.directory)]
     else:

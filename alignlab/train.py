@@ -203,6 +203,7 @@ def train(
         start_iteration, elapsed_before = state["iteration"], state["wall_seconds"]
         final_evaluation = state["final_evaluation"]
 
+    digest = None if config is None else config_hash(config)
     started = time.perf_counter() - elapsed_before
     updates = int(rows[-1]["train/updates"]) if rows else 0
     evaluation: dict = {}
@@ -255,7 +256,7 @@ def train(
                     "torch_rng": torch.get_rng_state(),
                     "metrics": metrics_file.state(),
                     "config": config,
-                    "config_hash": None if config is None else config_hash(config),
+                    "config_hash": digest,
                     # the last iteration's evaluation: a run killed before its summary ends with these numbers
                     "final_evaluation": evaluation if iteration + 1 == cfg.iterations else {},
                     "iteration": iteration + 1,
