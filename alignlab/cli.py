@@ -166,8 +166,9 @@ def precheck(argv: list[str]) -> None:
 
     try:
         overrides = OverridesParser.create().parse_overrides(_overrides(argv))
-    except Exception:
-        return  # Hydra reports syntax errors itself
+    except Exception as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        fail(f"{first}. Fix: quote a value with spaces or special characters, e.g. 'task.chat_template=\"...\"'.")
     overrides = [o for o in overrides if not o.is_hydra_override()]
     fixed, sweeps = [], []
     for o in overrides:
