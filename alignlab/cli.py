@@ -61,8 +61,11 @@ FRESH_RUN_DIR: Path | None = None
 
 
 def remove_if_fresh(run_dir: Path) -> None:
-    """Remove the directories this command created for `run_dir` (the topmost that did not exist before)."""
-    if FRESH_RUN_DIR is not None and Path(run_dir).absolute().is_relative_to(FRESH_RUN_DIR):
+    """Remove the directories this command created for `run_dir` (the topmost that did not exist before)
+    when they hold nothing but Hydra's record of the config: a refused run leaves nothing behind."""
+    if FRESH_RUN_DIR is None or not Path(run_dir).absolute().is_relative_to(FRESH_RUN_DIR):
+        return
+    if all(".hydra" in p.relative_to(FRESH_RUN_DIR).parts for p in FRESH_RUN_DIR.rglob("*") if p.is_file()):
         shutil.rmtree(FRESH_RUN_DIR, ignore_errors=True)
 
 
@@ -237,14 +240,10 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     algo_cfg.pop("name", None)
     sampling = SamplingConfig(**OmegaConf.to_container(cfg.sampling, resolve=True))
     train_cfg = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
-    try:
-        check_config(cfg)
-        objective = build(algo_cfg)
-        check_run(objective, sampling, train_cfg)  # before the task is built: that may load a model
-        task = build(task_cfg)
-    except AlignlabError:
-        remove_if_fresh(run_dir)
-        raise
+    check_config(cfg)
+    objective = build(algo_cfg)
+    check_run(objective, sampling, train_cfg)  # before the task is built: that may load a model
+    task = build(task_cfg)
     if cfg.force:  # a forced re-run starts afresh instead of resuming an old checkpoint
         (run_dir / CHECKPOINT).unlink(missing_ok=True)
 
@@ -331,6 +330,7 @@ def run(cfg: DictConfig) -> dict | None:
     try:
         check_file_slots(run_dir)
     except AlignlabError as error:
+        remove_if_fresh(run_dir)
         fail(str(error))
     done = finished(run_dir, cfg.force)
     if done is not None:
@@ -341,6 +341,7 @@ def run(cfg: DictConfig) -> dict | None:
     try:
         summary = run_experiment(cfg, run_dir) if cfg.num_seeds == 1 else run_seeds(cfg, run_dir)
     except AlignlabError as error:
+        remove_if_fresh(run_dir)
         fail(str(error))
     line = ", ".join(f"{k}={summary[k]:.4g}" for k in ("reward", "kl_ref") if k in summary)
     seeds = f"seed={cfg.seed}" if cfg.num_seeds == 1 else f"seeds {cfg.seed}..{cfg.seed + cfg.num_seeds - 1} (mean)"

@@ -91,7 +91,7 @@ def resolve_model(spec: str, key: str = "task.model") -> ModelSource:
             if key == "task.model"
             else "train one with python -m full_scale.train_reward_model and pass its --out directory"
             if key == "task.reward_model"
-            else "or a Hugging Face Hub id"
+            else "use a Hugging Face Hub id"
         )
         raise ConfigError(f"{key}={spec} does not exist", f"check the path, or {alternatives}")
     return ModelSource("hub", spec)
