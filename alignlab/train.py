@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,9 @@ from alignlab.rundir import (
 )
 from alignlab.sampling import Sampler, SamplingConfig
 from alignlab.types import Rollout
+
+# Rounds that all skip (no pair passes algo.min_reward_gap, no sample clears ReST's threshold) before a warning.
+SKIPPED_ROUNDS_WARNING = 10
 
 
 @dataclass
@@ -204,6 +208,7 @@ def train(
         final_evaluation = state["final_evaluation"]
 
     digest = None if config is None else config_hash(config)
+    skipped = 0
     started = time.perf_counter() - elapsed_before
     updates = int(rows[-1]["train/updates"]) if rows else 0
     evaluation: dict = {}
@@ -232,6 +237,14 @@ def train(
             row.update({k: float(v) for k, v in metrics.items()})
         else:
             row["train/skipped_round"] = 1.0
+            skipped += 1
+            if skipped == iteration + 1 == min(SKIPPED_ROUNDS_WARNING, cfg.iterations):
+                print(
+                    f"alignlab: warning: the first {skipped} rounds had no usable training signal and were skipped: "
+                    "check the objective's filters (algo.min_reward_gap, algo.thresholds, algo.top_fraction) "
+                    "against the reward's scale",
+                    file=sys.stderr,
+                )
         # 6. evaluation and the metrics row
         if (iteration + 1) % cfg.eval_every == 0 or iteration + 1 == cfg.iterations:
             evaluation = check_evaluation(task.evaluate(policy, eval_generator), iteration + 1)

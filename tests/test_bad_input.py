@@ -219,6 +219,11 @@ def test_bad_input_is_one_line_naming_the_key_and_nothing_is_written(tmp_path, a
     assert not list(work.iterdir()), f"a refused command wrote {list(work.rglob('*'))}"
 
 
+def test_rounds_that_all_skip_are_warned_about(tmp_path):
+    code, stderr = run_main([*FAST, "train.iterations=12", "algo.min_reward_gap=5", "hydra.run.dir=run"], tmp_path)
+    assert code == 0 and "first 10 rounds had no usable training signal" in stderr and "algo.min_reward_gap" in stderr
+
+
 def test_held_out_prompts_that_repeat_training_prompts_are_reported(tmp_path):
     pytest.importorskip("transformers")
     (tmp_path / "dups.jsonl").write_text("".join(f'{{"prompt": "{c}"}}\n' for c in "abab"))
