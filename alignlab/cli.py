@@ -25,13 +25,11 @@ from omegaconf import DictConfig, OmegaConf
 from alignlab.errors import AlignlabError
 from alignlab.rundir import (
     CHECKPOINT,
-    METRICS,
     SUMMARY,
     check_file_slots,
     check_writable,
     finished_run_problem,
     write_json,
-    write_metrics,
 )
 from alignlab.sampling import SamplingConfig
 from alignlab.schema import check_config, schema_type
@@ -247,10 +245,9 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     if cfg.force:  # a forced re-run starts afresh instead of resuming an old checkpoint
         (run_dir / CHECKPOINT).unlink(missing_ok=True)
 
-    evaluation, rows, policy = train(
+    evaluation, _, policy = train(
         task, objective, sampling, train_cfg, seed=cfg.seed, run_dir=run_dir, config=numbers_config(cfg)
     )
-    write_metrics(run_dir / METRICS, rows)
     if hasattr(task, "artifacts"):
         task.artifacts(policy, run_dir)
     summary = dict(evaluation)

@@ -133,7 +133,8 @@ class MetricsFile:
         if not is_main_process():
             return
         new = rows[self.rows_written :]
-        if not self.columns or any(key not in self.columns for row in new for key in row):
+        known = set(self.columns)
+        if not known or any(not known.issuperset(row) for row in new):
             text = metrics_text(rows)
             atomic_write_bytes(self.path, text)
             self.columns = metrics_columns(rows)

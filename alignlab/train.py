@@ -160,7 +160,7 @@ def train(
 ) -> tuple[dict, list[dict], object]:
     """Train a fresh policy of `task` with `objective` under `sampling`.
 
-    Returns (final evaluation, metrics rows, policy). With `run_dir`, metrics are written there and, with
+    Returns (final evaluation, metrics rows, policy). With `run_dir`, metrics.csv is written there and, with
     `cfg.checkpoint_every`, checkpoints too; an existing checkpoint is resumed. `config` is the resolved
     config that sets the numbers: a checkpoint records it, and one made with another config is refused.
     """
@@ -278,6 +278,8 @@ def train(
             )
     if not evaluation:  # resumed after the last iteration: the evaluation saved with the last checkpoint
         evaluation = final_evaluation or check_evaluation(task.evaluate(policy, eval_generator), cfg.iterations)
+    if metrics_file is not None:  # the rows since the last checkpoint (all of them without checkpoints)
+        metrics_file.write(rows)
     evaluation = dict(evaluation)
     evaluation["wall_seconds"] = time.perf_counter() - started
     return evaluation, rows, policy
