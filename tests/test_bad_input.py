@@ -226,7 +226,7 @@ def test_rounds_that_all_skip_are_warned_about(tmp_path):
 
 def test_held_out_prompts_that_repeat_training_prompts_are_reported(tmp_path):
     pytest.importorskip("transformers")
-    (tmp_path / "dups.jsonl").write_text("".join(f'{{"prompt": "{c}"}}\n' for c in "abab"))
+    (tmp_path / "dups.jsonl").write_text("".join(f'{{"prompt": "{c}"}}\n' for c in "aabb"))
     args = [*FAST, *T3, f"task.prompts={tmp_path / 'dups.jsonl'}", "task.eval_prompts=2", "hydra.run.dir=run"]
     code, stderr = run_main(args, tmp_path)
     assert code == 0 and "held-out prompts also among the training prompts" in stderr and "row 2" in stderr
