@@ -11,14 +11,17 @@ PIP := $(PY) -m pip install --disable-pip-version-check -q
 .PHONY: demo test setup setup-lm lint clean
 
 $(PY):
+	@echo "alignlab set-up 1/3: creating the virtual environment $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.torch: | $(PY)
-	$(PY) -c "import torch" 2>/dev/null || $(PIP) "$(TORCH)"
+	@echo "alignlab set-up 2/3: installing $(TORCH) unless present (a large download: progress below)"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --disable-pip-version-check --progress-bar on "$(TORCH)"
 	touch $@
 
 $(VENV)/.core: pyproject.toml $(VENV)/.torch
-	$(PIP) -e .
+	@echo "alignlab set-up 3/3: installing alignlab and its dependencies (hydra, pandas, matplotlib, ...)"
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e .
 	touch $@
 
 $(VENV)/.lm: pyproject.toml $(VENV)/.core
@@ -32,6 +35,7 @@ setup: $(VENV)/.core
 setup-lm: $(VENV)/.lm
 
 demo: $(VENV)/.core
+	@echo "alignlab: running the default experiment (online DPO on the 8-armed bandit, R1)"
 	$(VENV)/bin/alignlab
 
 test: $(VENV)/.lm

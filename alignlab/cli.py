@@ -28,13 +28,11 @@ from alignlab.rewards import MixtureSpec, with_reward_mixture
 from alignlab.roles import resolve_reward
 from alignlab.rundir import (
     CHECKPOINT,
-    METRICS,
     SUMMARY,
     check_file_slots,
     check_writable,
     finished_run_problem,
     write_json,
-    write_metrics,
 )
 from alignlab.sampling import SamplingConfig
 from alignlab.schema import check_config, schema_type
@@ -86,8 +84,11 @@ FRESH_RUN_DIR: Path | None = None
 
 
 def remove_if_fresh(run_dir: Path) -> None:
-    """Remove the directories this command created for `run_dir` (the topmost that did not exist before)."""
-    if FRESH_RUN_DIR is not None and Path(run_dir).absolute().is_relative_to(FRESH_RUN_DIR):
+    """Remove the directories this command created for `run_dir` (the topmost that did not exist before)
+    when they hold nothing but Hydra's record of the config: a refused run leaves nothing behind."""
+    if FRESH_RUN_DIR is None or not Path(run_dir).absolute().is_relative_to(FRESH_RUN_DIR):
+        return
+    if all(".hydra" in p.relative_to(FRESH_RUN_DIR).parts for p in FRESH_RUN_DIR.rglob("*") if p.is_file()):
         shutil.rmtree(FRESH_RUN_DIR, ignore_errors=True)
 
 
@@ -191,8 +192,9 @@ def precheck(argv: list[str]) -> None:
 
     try:
         overrides = OverridesParser.create().parse_overrides(_overrides(argv))
-    except Exception:
-        return  # Hydra reports syntax errors itself
+    except Exception as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        fail(f"{first}. Fix: quote a value with spaces or special characters, e.g. 'task.chat_template=\"...\"'.")
     overrides = [o for o in overrides if not o.is_hydra_override()]
     fixed, sweeps = [], []
     for o in overrides:
@@ -212,6 +214,8 @@ def precheck(argv: list[str]) -> None:
                 if value is not None and str(value) not in options:
                     hint = _suggest_option(key, str(value), options)
                     fail(f"unknown {key} '{value}'. Fix: {hint}choose one of {', '.join(options)}.")
+    if not overrides:
+        return  # the shipped defaults: test_config.py composes and checks them
     variants = [fixed] + [fixed + [v] for sweep in sweeps for v in sweep]
     with initialize_config_module("alignlab.conf", version_base="1.3"):
         for variant in variants:
@@ -272,7 +276,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     if cfg.force:  # a forced re-run starts afresh instead of resuming an old checkpoint
         (run_dir / CHECKPOINT).unlink(missing_ok=True)
 
-    evaluation, rows, policy = train(
+    evaluation, _, policy = train(
         task,
         objective,
         sampling,
@@ -284,7 +288,6 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
         init_reference=cfg.get("init_reference", "keep"),
         record_rollouts=bool(cfg.get("record_rollouts", False)),
     )
-    write_metrics(run_dir / METRICS, rows)
     if cfg.get("save_policy", False):
         save_policy(run_dir, task, policy)
     if hasattr(task, "artifacts"):
@@ -376,6 +379,7 @@ def run(cfg: DictConfig) -> dict | None:
     try:
         check_file_slots(run_dir)
     except AlignlabError as error:
+        remove_if_fresh(run_dir)
         fail(str(error))
     done = finished(run_dir, cfg.force)
     if done is not None:
@@ -386,6 +390,7 @@ def run(cfg: DictConfig) -> dict | None:
     try:
         summary = run_experiment(cfg, run_dir) if cfg.num_seeds == 1 else run_seeds(cfg, run_dir)
     except AlignlabError as error:
+        remove_if_fresh(run_dir)
         fail(str(error))
     line = ", ".join(f"{k}={summary[k]:.4g}" for k in ("reward", "kl_ref") if k in summary)
     seeds = f"seed={cfg.seed}" if cfg.num_seeds == 1 else f"seeds {cfg.seed}..{cfg.seed + cfg.num_seeds - 1} (mean)"

@@ -302,6 +302,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("directory", type=Path, help="a run directory or a multirun directory")
     parser.add_argument("--out", type=Path, default=None, help="where to write the figures (default: the directory)")
     args = parser.parse_args(argv)
+    if not args.directory.is_dir():
+        parser.exit(
+            2, f"alignlab-plot: error: {args.directory} is not a directory. Fix: give a run or multirun directory.\n"
+        )
     if (args.directory / METRICS).exists():
         paths = [plot_run(args.directory)]
     else:

@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -26,12 +27,6 @@ TMP_SUFFIX = ".tmp"
 CHECKPOINT_MAGIC = b"alignlab-checkpoint v1 sha256="
 
 
-def _file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def is_main_process() -> bool:
     """True unless this is a non-zero rank of a multi-process launch (accelerate / torchrun set RANK)."""
     return int(os.environ.get("RANK", "0")) == 0
@@ -44,11 +39,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+    # mode 0o666 less the user's umask, as for any file the user creates (mkstemp would make it 0600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, _file_mode())  # mkstemp makes 0600; a run's files follow the user's umask like any other
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -76,11 +72,13 @@ def metrics_columns(rows: list[dict]) -> list[str]:
 
 
 def metrics_text(rows: list[dict], columns: list[str] | None = None, header: bool = True) -> bytes:
+    """CSV of `rows` under `columns` (every key of every row must be one); a missing value is empty."""
+    columns = columns or metrics_columns(rows)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns or metrics_columns(rows), restval="", lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator="\n")
     if header:
-        writer.writeheader()
-    writer.writerows(rows)
+        writer.writerow(columns)
+    writer.writerows([row.get(column, "") for column in columns] for row in rows)
     return buffer.getvalue().encode()
 
 
@@ -135,7 +133,8 @@ class MetricsFile:
         if not is_main_process():
             return
         new = rows[self.rows_written :]
-        if not self.columns or any(key not in self.columns for row in new for key in row):
+        known = set(self.columns)
+        if not known or any(not known.issuperset(row) for row in new):
             text = metrics_text(rows)
             atomic_write_bytes(self.path, text)
             self.columns = metrics_columns(rows)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,9 @@ from alignlab.rundir import (
 from alignlab.sampling import Sampler, SamplingConfig, minibatches_of
 from alignlab.types import Rollout
 from alignlab.warmstart import make_policies
+
+# Rounds that all skip (no pair passes algo.min_reward_gap, no sample clears ReST's threshold) before a warning.
+SKIPPED_ROUNDS_WARNING = 10
 
 
 @dataclass
@@ -171,11 +175,11 @@ def train(
     """Train a fresh policy of `task` (or, with `init_from`, a finished run's final policy, the reference kept
     or moved to it: alignlab/warmstart.py) with `objective` under `sampling`.
 
-    Returns (final evaluation, metrics rows, policy). With `run_dir`, metrics are written there and, with
+    Returns (final evaluation, metrics rows, policy). With `run_dir`, metrics.csv is written there and, with
     `cfg.checkpoint_every`, checkpoints too; an existing checkpoint is resumed. `config` is the resolved
     config that sets the numbers: a checkpoint records it, and one made with another config is refused. With
-    `record_rollouts`, every
-    round's scored samples are appended to `run_dir`/rollouts.parquet (alignlab/recording.py).
+    `record_rollouts`, every round's scored samples are appended to `run_dir`/rollouts.parquet
+    (alignlab/recording.py).
     """
     check_run(objective, sampling, cfg)
 
@@ -221,6 +225,8 @@ def train(
         final_evaluation = state["final_evaluation"]
 
     recorder = Recorder(run_dir, task, resume_after=start_iteration) if record_rollouts and run_dir else None
+    digest = None if config is None else config_hash(config)
+    skipped = 0
     started = time.perf_counter() - elapsed_before
     updates = int(rows[-1]["train/updates"]) if rows else 0
     evaluation: dict = {}
@@ -259,6 +265,14 @@ def train(
                 row.update({k: float(v) for k, v in metrics.items()})
         if not usable:
             row["train/skipped_round"] = 1.0
+            skipped += 1
+            if skipped == iteration + 1 == min(SKIPPED_ROUNDS_WARNING, cfg.iterations):
+                print(
+                    f"alignlab: warning: the first {skipped} rounds had no usable training signal and were skipped: "
+                    "check the objective's filters (algo.min_reward_gap, algo.thresholds, algo.top_fraction) "
+                    "against the reward's scale",
+                    file=sys.stderr,
+                )
         # 6. evaluation and the metrics row
         if (iteration + 1) % cfg.eval_every == 0 or iteration + 1 == cfg.iterations:
             evaluation = check_evaluation(task.evaluate(policy, eval_generator), iteration + 1)
@@ -283,7 +297,7 @@ def train(
                     "torch_rng": torch.get_rng_state(),
                     "metrics": metrics_file.state(),
                     "config": config,
-                    "config_hash": None if config is None else config_hash(config),
+                    "config_hash": digest,
                     # the last iteration's evaluation: a run killed before its summary ends with these numbers
                     "final_evaluation": evaluation if iteration + 1 == cfg.iterations else {},
                     "iteration": iteration + 1,
@@ -292,6 +306,8 @@ def train(
             )
     if not evaluation:  # resumed after the last iteration: the evaluation saved with the last checkpoint
         evaluation = final_evaluation or check_evaluation(task.evaluate(policy, eval_generator), cfg.iterations)
+    if metrics_file is not None:  # the rows since the last checkpoint (all of them without checkpoints)
+        metrics_file.write(rows)
     evaluation = dict(evaluation)
     evaluation["wall_seconds"] = time.perf_counter() - started
     return evaluation, rows, policy

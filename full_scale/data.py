@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from alignlab.errors import DataError
+from alignlab.errors import ConfigError, DataError
 
 Messages = list[dict]
 HUMAN, ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
@@ -51,48 +51,65 @@ class PairRecord:
 
 
 def read_rows(path: str | Path) -> list[dict]:
-    """Rows of a .jsonl/.json or .parquet file through `datasets`; a row that does not parse is named."""
-    from datasets import load_dataset
-
+    """Rows of a .jsonl/.json (read with `json`, row by row, so that an error names its line) or .parquet file
+    (read with pyarrow); each must be a JSON object. Blank lines are skipped."""
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"data file {path} does not exist", "check the path (task.prompts / task.pairs)")
+    if path.is_dir():
+        raise DataError(f"data file {path} is a directory", "point task.prompts / task.pairs at a file")
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".json", ".parquet"):
         raise DataError(f"data file {path} is not .jsonl, .json or .parquet", "convert it to JSON lines or parquet")
-    if suffix != ".parquet":
-        _check_json_lines(path)
+    rows = _parquet_rows(path) if suffix == ".parquet" else _json_rows(path)
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise DataError(
+                f"{path} row {number} is a {type(row).__name__}, not a JSON object",
+                f'make row {number} an object like {{"prompt": ...}}',
+            )
+    return rows
+
+
+def _parquet_rows(path: Path) -> list:
+    import pyarrow.parquet as pq
+
     try:
-        dataset = load_dataset("parquet" if suffix == ".parquet" else "json", data_files=str(path), split="train")
-    except Exception as error:  # datasets raises many types; the message is what helps
+        return pq.read_table(path).to_pylist()
+    except Exception as error:  # pyarrow raises several types; the message is what helps
         raise DataError(
-            f"{path} could not be read by datasets ({type(error).__name__}: {error})",
-            "make every row follow one of the formats in full_scale/data.py",
+            f"{path} is not a readable parquet file ({type(error).__name__})", "write it with pandas or datasets"
         ) from None
-    return list(dataset)
 
 
-def _check_json_lines(path: Path) -> None:
-    """Name the first line that is not a JSON object (datasets reports only a byte offset)."""
-    with open(path, encoding="utf-8") as f:
-        first = f.read(1)
-        if first == "[":  # a JSON array file: datasets reads it whole
-            return
-        f.seek(0)
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(
-                    f"{path} row {number} is not valid JSON ({error.msg})", f"fix or delete line {number}"
-                ) from None
-            if not isinstance(row, dict):
-                raise DataError(
-                    f"{path} row {number} is a {type(row).__name__}, not a JSON object",
-                    f'make line {number} an object like {{"prompt": ...}}',
-                )
+def _json_rows(path: Path) -> list:
+    """The rows of a JSON-lines file (or a JSON array file), naming the first line that does not parse."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"{path} is not UTF-8 text (line {line}, byte {error.start} is 0x{data[error.start]:02x})",
+            "convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+        ) from None
+    if text.lstrip().startswith("["):  # a JSON array file
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path} is not valid JSON (line {error.lineno}: {error.msg})", "fix that line") from None
+        return rows if isinstance(rows, list) else [rows]
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise DataError(
+                f"{path} row {number} is not valid JSON ({error.msg})", f"fix or delete line {number}"
+            ) from None
+    return rows
 
 
 def _messages(value, where: str, what: str) -> Messages:
@@ -128,6 +145,8 @@ def parse_prompt(row: dict, where: str) -> PromptRecord:
     if answer is not None and not isinstance(answer, (str, int, float)):
         raise DataError(f"{where}: answer is a {type(answer).__name__}", "give the gold answer as a string or a number")
     answer = None if answer is None else str(answer)
+    if "prompt" in row and row["prompt"] is None and row.get("messages") is None:
+        raise DataError(f"{where}: the prompt is null", "write a prompt or delete the row")
     if row.get("prompt") is not None:
         return PromptRecord(_prompt_messages(row["prompt"], where), answer, where)
     if row.get("messages") is not None:
@@ -219,6 +238,30 @@ def load_prompts(path: str | Path) -> list[PromptRecord]:
     if not rows:
         raise DataError(f"{path} has no rows", "add prompts, one JSON object per line")
     return [parse_prompt(row, f"{path} row {i}") for i, row in enumerate(rows, start=1)]
+
+
+def held_out_rows(count: int, eval_prompts: int, path: str | Path) -> set[int]:
+    """Indices of the held-out evaluation prompts, evenly spaced through the file's `count` prompts; an error
+    when that leaves nothing to train on (never silently fewer than asked for)."""
+    if count < 2:
+        raise DataError(
+            f"{path} has {count} usable prompt(s): one is needed to train on and one to hold out",
+            "give at least 2 prompts (more than task.eval_prompts)",
+        )
+    if eval_prompts >= count:
+        raise ConfigError(
+            f"task.eval_prompts={eval_prompts} holds out every prompt of {path} ({count} prompts)",
+            f"set task.eval_prompts to {count - 1} or fewer, or give more prompts",
+        )
+    step = count / eval_prompts
+    return {int(i * step + step - 1) for i in range(eval_prompts)}
+
+
+def duplicated_held_out(records: list[PromptRecord], held_out: set[int]) -> list[str]:
+    """The held-out prompts whose text also appears among the training prompts (they do not measure
+    generalisation), as their `source` ("file row N")."""
+    train = {json.dumps(r.messages) for i, r in enumerate(records) if i not in held_out}
+    return [records[i].source for i in sorted(held_out) if json.dumps(records[i].messages) in train]
 
 
 def load_pairs(path: str | Path) -> list[PairRecord]:

@@ -62,17 +62,23 @@ def looks_like_path(spec: str) -> bool:
     return spec.startswith(("/", ".", "~")) or spec.endswith(".gguf") or spec.count("/") > 1 or "\\" in spec
 
 
-def resolve_model(spec: str) -> ModelSource:
-    """Turn `task.model` into a ModelSource, or stop with an error naming the problem and the fix."""
+def resolve_model(spec: str, key: str = "task.model") -> ModelSource:
+    """Turn `task.model` (or the setting `key`) into a ModelSource, or stop with an error naming the problem
+    and the fix."""
     path = Path(spec).expanduser()
     if path.exists():
         if path.is_file() and path.suffix == ".gguf":
             return ModelSource("gguf", str(path.parent), path.name)
-        if path.is_dir():
+        if path.is_dir() and (path / "config.json").is_file():
             return ModelSource("local", str(path))
+        if path.is_dir():
+            raise ConfigError(
+                f"{key}={spec} is a directory without config.json, not a Hugging Face model",
+                f"point {key} at the directory that holds config.json and the weights",
+            )
         raise ConfigError(
-            f"model path {spec} is a file, not a model directory or .gguf file",
-            "point task.model at the directory that holds config.json",
+            f"{key}={spec} is a file, not a model directory or .gguf file",
+            f"point {key} at the directory that holds config.json",
         )
     if spec == "smollm2":
         gguf = smollm2_gguf()
@@ -80,10 +86,14 @@ def resolve_model(spec: str) -> ModelSource:
     if spec == "tiny":
         return ModelSource("tiny", "tiny")
     if looks_like_path(spec):
-        raise ConfigError(
-            f"model path {spec} does not exist",
-            "check the path, or use task.model=smollm2 (embedded, no download) or a Hugging Face Hub id",
+        alternatives = (
+            "use task.model=smollm2 (embedded, no download) or a Hugging Face Hub id"
+            if key == "task.model"
+            else "train one with python -m full_scale.train_reward_model and pass its --out directory"
+            if key == "task.reward_model"
+            else "use a Hugging Face Hub id"
         )
+        raise ConfigError(f"{key}={spec} does not exist", f"check the path, or {alternatives}")
     return ModelSource("hub", spec)
 
 
@@ -104,7 +114,19 @@ def hub_error(spec: str, error: Exception) -> ConfigError:
 def pick_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"task.device={device} is not a device", "use auto, cpu, cuda or cuda:N") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"task.device={device} but this machine has no usable CUDA GPU", "use task.device=cpu or auto"
+        )
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"task.device={device} but this machine has {torch.cuda.device_count()} GPU(s)", "use cuda:0 or auto"
+        )
+    return chosen
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -128,6 +150,7 @@ def load_tokenizer(source: ModelSource, chat_template: str | None = None):
     if chat_template == "plain":
         tokenizer.chat_template = PLAIN_TEMPLATE
     elif chat_template:
+        check_chat_template(chat_template)
         tokenizer.chat_template = chat_template
     if not tokenizer.chat_template:
         raise ConfigError(
@@ -142,6 +165,20 @@ def load_tokenizer(source: ModelSource, chat_template: str | None = None):
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # padding carries mask 0, so its id never matters
     return tokenizer
+
+
+def check_chat_template(template: str) -> None:
+    """A ConfigError naming task.chat_template when the Jinja template does not parse."""
+    from jinja2 import TemplateSyntaxError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    try:
+        ImmutableSandboxedEnvironment().parse(template)
+    except TemplateSyntaxError as error:
+        raise ConfigError(
+            f"task.chat_template does not parse as a Jinja template (line {error.lineno}: {error.message})",
+            "fix the template, or use task.chat_template=plain or null (the tokenizer's own)",
+        ) from None
 
 
 def from_source(loader, source: ModelSource, what: str, fix: str, **kwargs):

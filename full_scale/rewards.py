@@ -113,7 +113,7 @@ class RewardModel:
 
         from full_scale.models import from_source, resolve_model
 
-        source = resolve_model(spec)
+        source = resolve_model(spec, "task.reward_model")
         if source.kind == "tiny":
             raise ConfigError(
                 "task.reward_model=tiny is an untrained head",

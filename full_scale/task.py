@@ -14,16 +14,25 @@ import copy
 import importlib.util
 import json
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from alignlab.errors import ConfigError, DataError
+from alignlab.errors import ConfigError, DataError, check_range
 from alignlab.rundir import atomic_write_bytes
 from alignlab.types import Rollout
-from full_scale.data import PairRecord, PromptRecord, load_pairs, load_prompts, sample_file
+from full_scale.data import (
+    PairRecord,
+    PromptRecord,
+    duplicated_held_out,
+    held_out_rows,
+    load_pairs,
+    load_prompts,
+    sample_file,
+)
 from full_scale.models import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model
 from full_scale.policy import AdapterOffReference, DistributedPolicy, FullScalePolicy, unwrap
 from full_scale.rewards import LengthReward, LLMJudge, MathReward, RewardModel
@@ -86,11 +95,23 @@ class FullScaleTask:
                 "the vllm generation backend is documented but not wired into this version",
                 "use task.generation_backend=transformers",
             )
-        if lora_r < 0 or eval_prompts < 1 or eval_samples_per_prompt < 1:
-            raise ConfigError(
-                "task.lora_r must be >= 0 and task.eval_prompts, task.eval_samples_per_prompt >= 1",
-                "fix the value in the task config",
-            )
+        for key, value, interval in (
+            ("lora_r", lora_r, "[0, inf)"),
+            ("lora_dropout", lora_dropout, "[0, 1)"),
+            ("eval_prompts", eval_prompts, "[1, inf)"),
+            ("eval_samples_per_prompt", eval_samples_per_prompt, "[1, inf)"),
+            ("max_new_tokens", max_new_tokens, "[1, inf)"),
+            ("temperature", temperature, "(0, inf)"),
+            ("top_p", top_p, "(0, 1]"),
+            ("max_context", max_context, "[2, inf)"),
+            ("logprob_batch_size", logprob_batch_size, "[1, inf)"),
+            ("judge_max_new_tokens", judge_max_new_tokens, "[1, inf)"),
+        ):
+            check_range(f"task.{key}", value, interval)
+        if reward == "reward_model":
+            resolve_model(reward_model, "task.reward_model")  # a wrong path fails now, not after the model loads
+        if reward == "judge" and judge != "self":
+            resolve_model(judge, "task.judge")
         self.name = name
         self.reward_name = reward
         self.max_new_tokens = max_new_tokens
@@ -118,7 +139,8 @@ class FullScaleTask:
 
         # 2. tokenizer, data (so a bad row stops the run before the model loads), then the model
         source = resolve_model(model)
-        self.tokenizer = load_tokenizer(resolve_model(tokenizer) if tokenizer else source, chat_template)
+        tokenizer_source = resolve_model(tokenizer, "task.tokenizer") if tokenizer else source
+        self.tokenizer = load_tokenizer(tokenizer_source, chat_template)
         self.max_context = max_context
         records = load_prompts(prompts or sample_file("prompts.jsonl"))
         if reward == "math":
@@ -141,9 +163,13 @@ class FullScaleTask:
             logprob_batch_size=logprob_batch_size,
         )
         # Held-out prompts are evenly spaced through the file, so both kinds of prompts are evaluated.
-        count = min(eval_prompts, len(records) - 1)
-        step = len(records) / count
-        held_out = {int(i * step + step - 1) for i in range(count)}
+        held_out = held_out_rows(len(records), eval_prompts, prompts or "the sample prompts file")
+        duplicates = duplicated_held_out(records, held_out)
+        if duplicates:
+            print(
+                f"alignlab: warning: held-out prompts also among the training prompts: {', '.join(duplicates)}",
+                file=sys.stderr,
+            )
         self.records: dict[tuple, PromptRecord] = {}
         self.train_prompts = [self.encode(r) for i, r in enumerate(records) if i not in held_out]
         self.eval_prompts = [self.encode(r) for i, r in enumerate(records) if i in held_out]

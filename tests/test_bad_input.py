@@ -18,6 +18,7 @@ import pytest
 
 FAST = ["train.iterations=2", "train.progress=false", "plot=false"]
 T2 = ["task=synthetic_llm", "task.corpus_size=64", "task.reference_steps=2"]
+T3 = ["task=full_scale", "task.model=tiny", "task.device=cpu"]
 
 BAD_INPUT = [
     # types (the schemas, at composition)
@@ -109,7 +110,61 @@ BAD_INPUT = [
     ([*T2, "task.corpus_error_rate=1.5"], "task.corpus_error_rate"),
     ([*T2, "task.reward=max_length"], "task.reward"),
     ([*T2, "algo.beta=0"], "algo.beta"),
+    # tier 3, with the random `tiny` model: input files and settings (DATA is a folder of bad files)
+    ([*T3, "task.model=DATA/not_a_model"], "task.model"),
+    ([*T3, "task.device=cuda"], "task.device"),
+    ([*T3, "task.chat_template={% if %}"], "task.chat_template"),
+    ([*T3, "task.chat_template='{% if %}'"], "task.chat_template"),
+    ([*T3, "task.prompts=DATA/latin1.jsonl"], "latin1.jsonl"),
+    ([*T3, "sampling=offline", "task.pairs=DATA/latin1.jsonl"], "latin1.jsonl"),
+    ([*T3, "task.prompts=DATA/one_row.jsonl"], "one_row.jsonl"),
+    ([*T3, "task.prompts=DATA/empty.jsonl"], "empty.jsonl"),
+    ([*T3, "task.prompts=DATA/blank_lines.jsonl"], "blank_lines.jsonl"),
+    ([*T3, "task.prompts=DATA/empty.parquet"], "empty.parquet"),
+    ([*T3, "task.prompts=DATA/null_prompt.jsonl"], "null_prompt.jsonl row 1"),
+    ([*T3, "task.prompts=DATA/not_objects.jsonl"], "not_objects.jsonl row 1"),
+    ([*T3, "task.prompts=DATA/bad_json.jsonl"], "bad_json.jsonl row 2"),
+    ([*T3, "task.prompts=DATA/missing.jsonl"], "missing.jsonl"),
+    ([*T3, "task.reward=reward_model", "task.reward_model=DATA/missing_rm"], "task.reward_model"),
+    ([*T3, "task.reward=reward_model"], "task.reward_model"),
+    ([*T3, "task.lora_r=-1"], "task.lora_r"),
+    ([*T3, "task.eval_samples_per_prompt=0"], "task.eval_samples_per_prompt"),
+    ([*T3, "task.eval_prompts=0"], "task.eval_prompts"),
+    ([*T3, "task.eval_prompts=1000"], "task.eval_prompts"),
+    ([*T3, "task.max_new_tokens=0"], "task.max_new_tokens"),
+    ([*T3, "task.temperature=0"], "task.temperature"),
+    ([*T3, "task.top_p=1.5"], "task.top_p"),
+    ([*T3, "task.dtype=float8"], "task.dtype"),
+    ([*T3, "task.reward=lenght"], "task.reward"),
+    ([*T3, "algo.beta=0"], "algo.beta"),
+    ([*T3, "algo=grpo", "algo.clip_epsilon=-1"], "algo.clip_epsilon"),
 ]
+
+BAD_FILES = {
+    "latin1.jsonl": '{"prompt": "caf\xe9"}\n{"prompt": "b"}\n'.encode("latin-1"),
+    "one_row.jsonl": b'{"prompt": "hello"}\n',
+    "empty.jsonl": b"",
+    "blank_lines.jsonl": b"\n  \n\n",
+    "null_prompt.jsonl": b'{"prompt": null}\n{"prompt": "b"}\n',
+    "not_objects.jsonl": b"[1, 2]\n",
+    "bad_json.jsonl": b'{"prompt": "a"}\n{"prompt": "b"\n',
+}
+
+
+def bad_files(folder: Path) -> None:
+    """The bad input files the tier-3 rows point at (as DATA)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in BAD_FILES.items():
+        (folder / name).write_bytes(data)
+    (folder / "not_a_model").mkdir(exist_ok=True)
+    (folder / "not_a_model" / "README.md").write_text("weights elsewhere")
+    import pandas as pd
+
+    pd.DataFrame({"prompt": pd.Series([], dtype=str)}).to_parquet(folder / "empty.parquet")
+
+
+def with_data(args: list[str], folder: Path) -> list[str]:
+    return [a.replace("DATA", str(folder)) for a in args]
 
 
 def run_main(args: list[str], cwd: Path) -> tuple[int, str]:
@@ -152,13 +207,29 @@ def classify(code: int, stderr: str, key: str) -> str:
 
 @pytest.mark.parametrize("args, key", BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
 def test_bad_input_is_one_line_naming_the_key_and_nothing_is_written(tmp_path, args, key, monkeypatch):
+    if "task=full_scale" in args:
+        pytest.importorskip("transformers")
     monkeypatch.setenv("ALIGNLAB_CACHE", str(tmp_path / "cache"))
+    bad_files(tmp_path / "data")
     work = tmp_path / "work"
     work.mkdir()
-    code, stderr = run_main([*FAST, *args], work)
+    code, stderr = run_main([*FAST, *with_data(args, tmp_path / "data")], work)
     assert classify(code, stderr, key) == "clean", (code, stderr)
     assert stderr.startswith("alignlab: error: ")
     assert not list(work.iterdir()), f"a refused command wrote {list(work.rglob('*'))}"
+
+
+def test_rounds_that_all_skip_are_warned_about(tmp_path):
+    code, stderr = run_main([*FAST, "train.iterations=12", "algo.min_reward_gap=5", "hydra.run.dir=run"], tmp_path)
+    assert code == 0 and "first 10 rounds had no usable training signal" in stderr and "algo.min_reward_gap" in stderr
+
+
+def test_held_out_prompts_that_repeat_training_prompts_are_reported(tmp_path):
+    pytest.importorskip("transformers")
+    (tmp_path / "dups.jsonl").write_text("".join(f'{{"prompt": "{c}"}}\n' for c in "aabb"))
+    args = [*FAST, *T3, f"task.prompts={tmp_path / 'dups.jsonl'}", "task.eval_prompts=2", "hydra.run.dir=run"]
+    code, stderr = run_main(args, tmp_path)
+    assert code == 0 and "held-out prompts also among the training prompts" in stderr and "row 2" in stderr
 
 
 if __name__ == "__main__":
@@ -167,10 +238,11 @@ if __name__ == "__main__":
     counts: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["ALIGNLAB_CACHE"] = str(Path(tmp) / "cache")
+        bad_files(Path(tmp) / "data")
         for i, (args, key) in enumerate(BAD_INPUT):
             work = Path(tmp) / str(i)
             work.mkdir()
-            verdict = classify(*run_main([*FAST, *args], work), key)
+            verdict = classify(*run_main([*FAST, *with_data(args, Path(tmp) / "data")], work), key)
             if verdict == "clean" and list(work.iterdir()):
                 verdict = "wrote files"
             counts[verdict] = counts.get(verdict, 0) + 1

@@ -224,7 +224,7 @@ def test_malformed_rows_name_the_file_and_the_row(tmp_path):
 
 # ---- bad input ----------------------------------------------------------------------------------------------
 def test_missing_model_path():
-    with pytest.raises(ConfigError, match=r"model path /no/such/model does not exist.*Fix:"):
+    with pytest.raises(ConfigError, match=r"task.model=/no/such/model does not exist.*Fix:"):
         FullScaleTask(model="/no/such/model")
 
 
@@ -381,4 +381,4 @@ def test_cli_runs_tier_3_with_task_alone(tmp_path):
         text=True,
         timeout=300,
     )
-    assert bad.returncode == 2 and "model path /no/such/model does not exist" in bad.stderr
+    assert bad.returncode == 2 and "task.model=/no/such/model does not exist" in bad.stderr

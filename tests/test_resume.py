@@ -42,6 +42,20 @@ TIER2 = [
     "plot=false",
 ]
 
+TIER3 = [
+    "task=full_scale",
+    "task.model=tiny",
+    "task.device=cpu",
+    "task.max_new_tokens=4",
+    "task.eval_prompts=2",
+    "train.iterations=4",
+    "train.checkpoint_every=2",
+    "train.eval_every=2",
+    "sampling.prompts_per_round=2",
+    "train.progress=false",
+    "plot=false",
+]
+
 
 class Killed(BaseException):
     """What a kill does to the run: it stops, wherever it is."""
@@ -114,12 +128,16 @@ def interrupt(patch, moment: str, rng: random.Random, checkpoints: int, evaluati
         kill_at(patch, cli, "write_json", 1)
 
 
-@pytest.mark.parametrize("tier", ["tier1", "tier2"])
+TIERS = {"tier1": (TIER1, 9, 63), "tier2": (TIER2, 4, 4), "tier3": (TIER3, 2, 2)}
+
+
+@pytest.mark.parametrize("tier", ["tier1", "tier2", pytest.param("tier3", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("moment", MOMENTS)
 def test_a_killed_run_resumes_to_exactly_the_uninterrupted_numbers(tmp_path, monkeypatch, tier, moment):
+    if tier == "tier3":
+        pytest.importorskip("transformers")
     monkeypatch.setenv("ALIGNLAB_CACHE", str(tmp_path / "cache"))
-    overrides = TIER1 if tier == "tier1" else TIER2
-    checkpoints, evaluations = (9, 63) if tier == "tier1" else (4, 4)
+    overrides, checkpoints, evaluations = TIERS[tier]
     cli.run_experiment(config(overrides), tmp_path / "whole")
     expected = results(tmp_path / "whole")
 
