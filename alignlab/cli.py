@@ -22,11 +22,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from alignlab.errors import AlignlabError
+from alignlab.loggers import RunRecorder, start_loggers
 from alignlab.rundir import CHECKPOINT, METRICS, SUMMARY, check_writable, write_json, write_metrics
 from alignlab.sampling import SamplingConfig
 from alignlab.train import TrainConfig, check_run, train
+from alignlab.tuning import apply_tuned
 
-GROUPS = ("task", "algo", "sampling", "experiment")
+GROUPS = ("task", "algo", "sampling", "experiment", "logger", "tuned")
 
 OmegaConf.register_new_resolver(
     "alignlab_run_name", lambda overrides: overrides.replace("/", "_") or "default", replace=True
@@ -89,6 +91,14 @@ def _overrides(argv: list[str]) -> list[str]:
     return out
 
 
+def _check_option(group: str, value) -> None:
+    options = group_options(group)
+    if value is not None and str(value) not in options:
+        close = difflib.get_close_matches(str(value), options, n=1)
+        hint = f"did you mean {group}={close[0]}? " if close else ""
+        fail(f"unknown {group} '{value}'. Fix: {hint}choose one of {', '.join(options) or '(none yet)'}.")
+
+
 def precheck(argv: list[str]) -> None:
     """Name an unknown option or key in one line, with the fix, before Hydra composes anything."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -106,12 +116,13 @@ def precheck(argv: list[str]) -> None:
             values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
             if o.is_sweep_override() and not o.is_discrete_sweep():
                 continue
-            options = group_options(key)
+            if isinstance(values[0], list):  # several options at once: logger=[csv,tensorboard]
+                for value in values[0]:
+                    _check_option(key, value)
+                selections.append(f"{key}=[{','.join(map(str, values[0]))}]")
+                continue
             for value in values:
-                if value is not None and str(value) not in options:
-                    close = difflib.get_close_matches(str(value), options, n=1)
-                    hint = f"did you mean {key}={close[0]}? " if close else ""
-                    fail(f"unknown {key} '{value}'. Fix: {hint}choose one of {', '.join(options)}.")
+                _check_option(key, value)
             selections.append(f"{key}={values[0]}")
     dotted = [
         o
@@ -148,6 +159,7 @@ def build(node: dict):
 
 def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     """Build the task, objective and regime from the config, train, and write the run directory."""
+    cfg = apply_tuned(cfg)
     task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
     algo_cfg = OmegaConf.to_container(cfg.algo, resolve=True)
     algo_cfg.pop("name", None)
@@ -155,11 +167,18 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     train_cfg = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
     objective = build(algo_cfg)
     check_run(objective, sampling, train_cfg)  # before the task is built: that may load a model
+    loggers = start_loggers(cfg, run_dir)
     task = build(task_cfg)
     if cfg.force:  # a forced re-run starts afresh instead of resuming an old checkpoint
         (run_dir / CHECKPOINT).unlink(missing_ok=True)
 
-    evaluation, rows, policy = train(task, objective, sampling, train_cfg, seed=cfg.seed, run_dir=run_dir)
+    recorder = RunRecorder(loggers, run_dir if cfg.get("record_distribution", True) else None, task)
+    try:
+        evaluation, rows, policy = train(
+            task, objective, sampling, train_cfg, seed=cfg.seed, run_dir=run_dir, on_row=recorder
+        )
+    finally:
+        recorder.close()
     write_metrics(run_dir / METRICS, rows)
     if hasattr(task, "artifacts"):
         task.artifacts(policy, run_dir)

@@ -10,6 +10,7 @@ loop: [every s updates: refresh the sampler from the policy]
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,11 +99,13 @@ def train(
     cfg: TrainConfig,
     seed: int = 0,
     run_dir: Path | None = None,
+    on_row: Callable[[dict, object], None] | None = None,
 ) -> tuple[dict, list[dict], object]:
     """Train a fresh policy of `task` with `objective` under `sampling`.
 
     Returns (final evaluation, metrics rows, policy). With `run_dir`, metrics are written there and, with
-    `cfg.checkpoint_every`, checkpoints too; an existing checkpoint is resumed.
+    `cfg.checkpoint_every`, checkpoints too; an existing checkpoint is resumed. `on_row(row, policy)` is called
+    with each finished metrics row (experiment trackers, the distribution at each evaluation).
     """
     check_run(objective, sampling, cfg)
 
@@ -177,6 +180,8 @@ def train(
         row["sampler/syncs"] = float(sampler.syncs)
         row["train/updates"] = float(updates)
         rows.append(row)
+        if on_row is not None:
+            on_row(row, policy)
         # 7. checkpoint
         if checkpoint_path is not None and cfg.checkpoint_every and (iteration + 1) % cfg.checkpoint_every == 0:
             write_metrics(Path(run_dir) / METRICS, rows)
