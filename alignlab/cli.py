@@ -103,6 +103,8 @@ def precheck(argv: list[str]) -> None:
     """Name an unknown option or key in one line, with the fix, before Hydra composes anything."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    if any(a.startswith(("hydra.searchpath", "--config-dir", "-cd")) for a in argv):
+        return  # options may come from another config directory: Hydra checks them
     try:
         overrides = OverridesParser.create().parse_overrides(_overrides(argv))
     except Exception:

@@ -287,17 +287,21 @@ class SyntheticLMTask:
             result["accuracy"] = result["reward"]
         return result
 
-    def artifacts(self, policy, run_dir: Path) -> None:
-        """distribution.csv over response lengths 0..max_new_tokens: the reward of each length, the empirical
-        length frequencies of the reference and the policy (eval prompts x 16 samples each), and, on the
-        length rewards, pi*(L) ~ p_ref(L) exp(r(L) / optimum_beta), exact for a reward of the length alone."""
-        counts = {}
-        for key, model in (("reference", self.make_reference()), ("policy", policy)):
+    def distribution(self, policy) -> list[dict]:
+        """The distribution over response lengths 0..max_new_tokens, one row per length: its reward, the empirical
+        length frequencies of the reference and the policy (eval prompts x 16 samples each, a fixed seed), and, on
+        the length rewards, pi*(L) ~ p_ref(L) exp(r(L) / optimum_beta), exact for a reward of the length alone."""
+
+        def frequencies(model) -> torch.Tensor:
             generator = torch.Generator().manual_seed(self.reference_seed + 104729)
             _, completions = self._sample_eval(model, generator, 16)
             lengths, _ = completion_lengths(completions, self.tokenizer.eos_id)
             hist = torch.bincount(lengths.long(), minlength=self.max_new_tokens + 1).double()
-            counts[key] = hist / hist.sum()
+            return hist / hist.sum()
+
+        if getattr(self, "_reference_lengths", None) is None:  # the reference is frozen: sample it once
+            self._reference_lengths = frequencies(self.make_reference())
+        reference, policy_lengths = self._reference_lengths, frequencies(policy)
         buckets = torch.arange(self.max_new_tokens + 1, dtype=torch.float64)
         if self.reward_name == "arithmetic":
             rewards = optimum = [math.nan] * len(buckets)
@@ -307,12 +311,22 @@ class SyntheticLMTask:
             else:
                 scale = max(self.target_length, self.max_new_tokens - self.target_length)
                 table = (1.0 - (buckets - self.target_length).abs() / scale).clamp(0.0, 1.0)
-            weights = counts["reference"] * torch.exp((table - table.max()) / self.optimum_beta)
+            weights = reference * torch.exp((table - table.max()) / self.optimum_beta)
             rewards, optimum = table.tolist(), (weights / weights.sum()).tolist()
+        return [
+            {
+                "completion": i,
+                "reward": rewards[i],
+                "reference": float(reference[i]),
+                "policy": float(policy_lengths[i]),
+                "optimum": optimum[i],
+            }
+            for i in range(len(buckets))
+        ]
+
+    def artifacts(self, policy, run_dir: Path) -> None:
+        """distribution.csv: the final distribution(policy) over response lengths, for the run's figure."""
         lines = ["completion,reward,reference,policy,optimum"]
-        for i in range(len(buckets)):
-            lines.append(
-                f"{i},{rewards[i]:.6g},{float(counts['reference'][i]):.6g},{float(counts['policy'][i]):.6g},"
-                f"{optimum[i]:.6g}"
-            )
+        for row in self.distribution(policy):
+            lines.append(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row.values()))
         atomic_write_bytes(Path(run_dir) / "distribution.csv", ("\n".join(lines) + "\n").encode())
