@@ -92,21 +92,22 @@ def tune(argv: list[str] | None = None) -> Path:
         results = list(pool.map(lambda a: tune_one(a, args.overrides, log_dir), algos))
     seconds = time.perf_counter() - started
 
-    tuned = OmegaConf.load(out) if out.exists() else OmegaConf.create({"settings": {}, "best_reward": {}})
-    if out.exists() and (tuned.task, tuned.reward, tuned.sampling) != (
-        cfg.task.name,
-        cfg.task.reward,
-        cfg.sampling.name,
-    ):
+    earlier = OmegaConf.load(out) if out.exists() else OmegaConf.create({"settings": {}, "best_reward": {}})
+    here = (cfg.task.name, cfg.task.reward, cfg.sampling.name)
+    if out.exists() and (earlier.task, earlier.reward, earlier.sampling) != here:
         raise SystemExit(f"alignlab-tune: {out} holds settings for another setting. Fix: choose --out.")
-    tuned.update(
-        name=name,
-        task=cfg.task.name,
-        reward=cfg.task.reward,
-        sampling=cfg.sampling.name,
-        trials=int(cfg.hydra.sweeper.n_trials),
-        seeds=int(cfg.num_seeds),
-        iterations=int(cfg.train.iterations),
+    tuned = OmegaConf.create(
+        {
+            "name": name,
+            "task": cfg.task.name,
+            "reward": cfg.task.reward,
+            "sampling": cfg.sampling.name,
+            "trials": int(cfg.hydra.sweeper.n_trials),
+            "seeds": int(cfg.num_seeds),
+            "iterations": int(cfg.train.iterations),
+            "settings": earlier.settings,
+            "best_reward": earlier.best_reward,
+        }
     )
     for algo, best, value, _ in results:
         tuned.settings[algo] = best

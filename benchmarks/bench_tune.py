@@ -11,6 +11,7 @@ temporary directory; the tuned-settings file goes to conf/tuned/ (or --out).
 from __future__ import annotations
 
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -31,9 +32,12 @@ def main() -> None:
         finally:
             os.chdir(here)
     seconds = time.perf_counter() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = children.ru_utime + children.ru_stime
     verdict = "within" if seconds < BUDGET_S else "OVER"
     print(f"\nTuning wall clock: {seconds:.0f} s ({seconds / 60:.1f} min), {verdict} the 15-minute budget; -> {out}")
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end")
+    print(f"CPU time of the sweeps: {cpu:.0f} s (on an idle machine about {cpu / 2 / 60:.1f} min with 2 cores)")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end (shared machines vary)")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ trap 'rm -rf "$out"' EXIT
 # The default run: online DPO on R1.
 $ALIGNLAB hydra.run.dir="$out/default" train.progress=false
 cp "$out/default/figure.png" figures/default_run.png
+$PLOT --animate "$out/default" --out figures/animation_online_dpo_r1.gif > /dev/null
 
 for experiment in online_vs_offline negative_gradient semi_online_sync kl_budget sample_reuse; do
   $ALIGNLAB -m experiment=$experiment hydra/launcher=joblib hydra.launcher.n_jobs=2 hydra.sweep.dir="$out/$experiment" > /dev/null
