@@ -85,7 +85,7 @@ def tune(argv: list[str] | None = None) -> Path:
     cfg = compose_config("experiment=tune", f"algo={algos[0]}", *args.overrides)
     name = tuned_name(cfg.task.name, cfg.task.reward, cfg.sampling.name)
     out = args.out or tuned_dir() / f"{name}.yaml"
-    log_dir = Path(cfg.hydra.sweep.dir).parent / f"tune_{name}_logs"
+    log_dir = Path(cfg.hydra.sweep.dir).parent / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:

@@ -109,7 +109,7 @@ def test_alignlab_tune_writes_a_file_that_a_run_can_use(cli, tmp_path):
     assert set(tuned.settings.dpo) == {"train.lr", "algo.beta"} and set(tuned.settings.sft) == {"train.lr"}
     assert 0.003 <= tuned.settings.dpo["train.lr"] <= 1.0
     for algo in ("dpo", "sft"):  # the best value is the mean final reward of the trial with these settings
-        trial = [p for p in (cli.dir / "multirun" / f"tune_bandit_r1_online_{algo}").iterdir() if p.is_dir()]
+        trial = [p for p in (cli.dir / "multirun" / "tune" / "bandit_r1_online" / algo).iterdir() if p.is_dir()]
         rewards = [OmegaConf.load(p / "summary.json").reward for p in trial]
         assert tuned.best_reward[algo] == pytest.approx(max(rewards), abs=1e-6)
     run = cli(*FAST, f"hydra.searchpath=[file://{cli.dir / 'conf'}]", "tuned=mine", "algo=dpo", "hydra.run.dir=run")
