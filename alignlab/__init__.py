@@ -8,3 +8,12 @@ Where to look first:
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`alignlab.run` and `alignlab.sweep` (alignlab/api.py), imported on first use: `import alignlab` stays light."""
+    if name in ("run", "sweep", "read_run"):
+        from alignlab import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'alignlab' has no attribute {name!r}")

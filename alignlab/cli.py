@@ -24,6 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from alignlab.errors import AlignlabError, ConfigError
+from alignlab.loggers import RunRecorder, start_loggers
 from alignlab.rewards import MixtureSpec, with_reward_mixture
 from alignlab.roles import resolve_reward
 from alignlab.rundir import (
@@ -37,9 +38,10 @@ from alignlab.rundir import (
 from alignlab.sampling import SamplingConfig
 from alignlab.schema import check_config, schema_type
 from alignlab.train import TrainConfig, check_run, train
+from alignlab.tuning import apply_tuned
 from alignlab.warmstart import REFERENCE_MODES, check_finished, save_policy
 
-GROUPS = ("task", "algo", "sampling", "experiment", "data", "mix")
+GROUPS = ("task", "algo", "sampling", "experiment", "data", "mix", "logger", "tuned")
 
 
 def run_name(overrides: str) -> str:
@@ -190,6 +192,8 @@ def precheck(argv: list[str]) -> None:
     from hydra import compose, initialize_config_module
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    if any(a.startswith(("hydra.searchpath", "--config-dir", "-cd")) for a in argv):
+        return  # options may come from another config directory: Hydra checks them
     try:
         overrides = OverridesParser.create().parse_overrides(_overrides(argv))
     except Exception as error:
@@ -211,9 +215,10 @@ def precheck(argv: list[str]) -> None:
         if key in GROUPS and not (o.is_add() or o.is_delete()):
             options = group_options(key)
             for value in values if values is not None else [o.value()]:
-                if value is not None and str(value) not in options:
-                    hint = _suggest_option(key, str(value), options)
-                    fail(f"unknown {key} '{value}'. Fix: {hint}choose one of {', '.join(options)}.")
+                for item in value if isinstance(value, list) else [value]:  # logger=[csv,tensorboard]
+                    if item is not None and str(item) not in options:
+                        hint = _suggest_option(key, str(item), options)
+                        fail(f"unknown {key} '{item}'. Fix: {hint}choose one of {', '.join(options)}.")
     if not overrides:
         return  # the shipped defaults: test_config.py composes and checks them
     variants = [fixed] + [fixed + [v] for sweep in sweeps for v in sweep]
@@ -258,6 +263,7 @@ def build(node: dict):
 
 def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     """Build the task, objective and regime from the config, train, and write the run directory."""
+    cfg = apply_tuned(cfg)
     algo_cfg = OmegaConf.to_container(cfg.algo, resolve=True)
     algo_cfg.pop("name", None)
     sampling = SamplingConfig(**OmegaConf.to_container(cfg.sampling, resolve=True))
@@ -268,6 +274,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
         objective = build(algo_cfg)
         check_run(objective, sampling, train_cfg)  # before the task is built: that may load a model
         check_data_options(cfg, train_cfg)
+        loggers = start_loggers(cfg, run_dir)
         task = build(task_cfg)
         task = with_reward_mixture(task, cfg.get("reward_mix"), train_cfg.iterations, cfg.task.get("roles"))
     except AlignlabError:
@@ -276,18 +283,23 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     if cfg.force:  # a forced re-run starts afresh instead of resuming an old checkpoint
         (run_dir / CHECKPOINT).unlink(missing_ok=True)
 
-    evaluation, _, policy = train(
-        task,
-        objective,
-        sampling,
-        train_cfg,
-        seed=cfg.seed,
-        run_dir=run_dir,
-        config=numbers_config(cfg),
-        init_from=cfg.get("init_from"),
-        init_reference=cfg.get("init_reference", "keep"),
-        record_rollouts=bool(cfg.get("record_rollouts", False)),
-    )
+    recorder = RunRecorder(loggers, run_dir if cfg.get("record_distribution", True) else None, task)
+    try:
+        evaluation, _, policy = train(
+            task,
+            objective,
+            sampling,
+            train_cfg,
+            seed=cfg.seed,
+            run_dir=run_dir,
+            config=numbers_config(cfg),
+            init_from=cfg.get("init_from"),
+            init_reference=cfg.get("init_reference", "keep"),
+            record_rollouts=bool(cfg.get("record_rollouts", False)),
+            on_row=recorder,
+        )
+    finally:
+        recorder.close()
     if cfg.get("save_policy", False):
         save_policy(run_dir, task, policy)
     if hasattr(task, "artifacts"):
@@ -305,7 +317,18 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
 
 
 # Keys that change how a run is shown or saved, not its numbers: a checkpoint may be resumed across them.
-NOT_NUMBERS = ("force", "plot", "experiment_name", "num_seeds", "train.progress", "train.checkpoint_every")
+NOT_NUMBERS = (
+    "force",
+    "plot",
+    "experiment_name",
+    "num_seeds",
+    "train.progress",
+    "train.checkpoint_every",
+    "logger",
+    "record_distribution",
+    "record_rollouts",
+    "save_policy",
+)
 
 
 def numbers_config(cfg: DictConfig) -> dict:

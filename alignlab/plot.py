@@ -301,11 +301,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="alignlab-plot", description=__doc__.split("\n\n")[0])
     parser.add_argument("directory", type=Path, help="a run directory or a multirun directory")
     parser.add_argument("--out", type=Path, default=None, help="where to write the figures (default: the directory)")
+    parser.add_argument("--animate", action="store_true", help="a run: write animation.gif of its distribution")
     args = parser.parse_args(argv)
     if not args.directory.is_dir():
         parser.exit(
             2, f"alignlab-plot: error: {args.directory} is not a directory. Fix: give a run or multirun directory.\n"
         )
+    if args.animate:
+        from alignlab.animate import animate_run
+
+        print(animate_run(args.directory, args.out))
+        return
     if (args.directory / METRICS).exists():
         paths = [plot_run(args.directory)]
     else:

@@ -61,6 +61,10 @@ class RootConfig:
     init_from: str | None = None  # start from this finished run's final policy
     init_reference: str = "keep"  # with init_from: keep | move (checked by alignlab/warmstart.py)
     reward_mix: Any = None  # weights or a schedule of named rewards (checked by alignlab/rewards.py)
+    logger: Any = None  # conf/logger/*.yaml, one entry per chosen tracker (checked by alignlab/loggers.py)
+    tuned: Any = None  # conf/tuned/*.yaml, tuned settings per objective (checked by alignlab/tuning.py)
+    tune: Any = None  # experiment=tune: the metric and the knobs searched (alignlab/tune.py)
+    record_distribution: bool = True  # write the policy's distribution at each evaluation (distributions.csv)
 
 
 @dataclass

@@ -14,6 +14,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,6 +172,7 @@ def train(
     init_from: str | None = None,
     init_reference: str = "keep",
     record_rollouts: bool = False,
+    on_row: Callable[[dict, object], None] | None = None,
 ) -> tuple[dict, list[dict], object]:
     """Train a fresh policy of `task` (or, with `init_from`, a finished run's final policy, the reference kept
     or moved to it: alignlab/warmstart.py) with `objective` under `sampling`.
@@ -179,7 +181,8 @@ def train(
     `cfg.checkpoint_every`, checkpoints too; an existing checkpoint is resumed. `config` is the resolved
     config that sets the numbers: a checkpoint records it, and one made with another config is refused. With
     `record_rollouts`, every round's scored samples are appended to `run_dir`/rollouts.parquet
-    (alignlab/recording.py).
+    (alignlab/recording.py). `on_row(row, policy)` is called
+    with each finished metrics row (experiment trackers, the distribution at each evaluation).
     """
     check_run(objective, sampling, cfg)
 
@@ -282,6 +285,8 @@ def train(
         row["sampler/syncs"] = float(sampler.syncs)
         row["train/updates"] = float(updates)
         rows.append(row)
+        if on_row is not None:
+            on_row(row, policy)
         # 7. checkpoint
         if checkpoint_path is not None and cfg.checkpoint_every and (iteration + 1) % cfg.checkpoint_every == 0:
             metrics_file.write(rows)

@@ -139,14 +139,24 @@ class BanditTask:
                 "tv_to_optimum": float(0.5 * (probs - self.optimum).abs().sum()),
             }
 
-    def artifacts(self, policy: SoftmaxPolicy, run_dir: Path) -> None:
-        """distribution.csv: the reference, the trained policy and pi* over arms, for the run's figure."""
+    def distribution(self, policy: SoftmaxPolicy) -> list[dict]:
+        """The reference, the policy and pi* over arms, with each arm's reward: one row per arm."""
         with torch.no_grad():
             probs = policy.probs().double()
+        return [
+            {
+                "completion": a,
+                "reward": float(self.reward_fn.table[a]),
+                "reference": float(self.ref_probs[a]),
+                "policy": float(probs[a]),
+                "optimum": float(self.optimum[a]),
+            }
+            for a in range(self.num_arms)
+        ]
+
+    def artifacts(self, policy: SoftmaxPolicy, run_dir: Path) -> None:
+        """distribution.csv: the final distribution(policy), for the run's figure."""
         lines = ["completion,reward,reference,policy,optimum"]
-        for a in range(self.num_arms):
-            lines.append(
-                f"{a},{float(self.reward_fn.table[a]):.6g},{float(self.ref_probs[a]):.6g},"
-                f"{float(probs[a]):.6g},{float(self.optimum[a]):.6g}"
-            )
+        for row in self.distribution(policy):
+            lines.append(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row.values()))
         atomic_write_bytes(Path(run_dir) / "distribution.csv", ("\n".join(lines) + "\n").encode())

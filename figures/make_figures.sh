@@ -13,6 +13,7 @@ trap 'rm -rf "$out"' EXIT
 # The default run: online DPO on R1.
 $ALIGNLAB hydra.run.dir="$out/default" train.progress=false
 cp "$out/default/figure.png" figures/default_run.png
+$PLOT --animate "$out/default" --out figures/animation_online_dpo_r1.gif > /dev/null
 
 # The same run on the paper's 100-arm bandit.
 $ALIGNLAB task=bandit_tajwar100 hydra.run.dir="$out/tajwar100" train.progress=false

@@ -351,9 +351,9 @@ class SyntheticLMTask:
             result["accuracy"] = result["reward"]
         return result
 
-    def artifacts(self, policy, run_dir: Path) -> None:
-        """distribution.csv: the reward of each outcome, the empirical outcome frequencies of the reference and
-        the policy (eval prompts x 16 samples each), and pi*(o) ~ p_ref(o) exp(r(o) / optimum_beta), the maximiser
+    def distribution(self, policy) -> list[dict]:
+        """One row per outcome: its reward, the empirical outcome frequencies of the reference and the policy (eval
+        prompts x 16 samples each, a fixed seed), and pi*(o) ~ p_ref(o) exp(r(o) / optimum_beta), the maximiser
         of E[r] - optimum_beta KL(pi || pi_ref) (DPO's optimum too when its labels are Bradley-Terry in r).
 
         Length rewards: the outcome is the response length 0..max_new_tokens; the reward is a function of the
@@ -369,15 +369,16 @@ class SyntheticLMTask:
             if self.reward_name == "preference":
                 rewards = torch.full_like(rewards, float("nan"))
         else:
-            labels = [str(i) for i in range(self.max_new_tokens + 1)]
+            labels = list(range(self.max_new_tokens + 1))
             buckets = torch.arange(self.max_new_tokens + 1, dtype=torch.float64)
             if self.reward_name == "min_length":
                 rewards = 1.0 - buckets / self.max_new_tokens
             else:
                 scale = max(self.target_length, self.max_new_tokens - self.target_length)
                 rewards = (1.0 - (buckets - self.target_length).abs() / scale).clamp(0.0, 1.0)
-        per_prompt = {}
-        for key, model in (("reference", self.make_reference()), ("policy", policy)):
+
+        def frequencies(model) -> torch.Tensor:
+            """[eval prompts, outcomes]: each prompt's outcome frequencies over 16 samples."""
             generator = torch.Generator().manual_seed(self.reference_seed + 104729)
             prompts, completions = self._sample_eval(model, generator, 16)
             outcome = self._outcomes(prompts, completions)
@@ -387,22 +388,37 @@ class SyntheticLMTask:
                 torch.arange(len(outcome)) // 16 * len(labels) + outcome,
                 torch.ones(len(outcome), dtype=torch.float64),
             )
-            per_prompt[key] = counts / 16
+            return counts / 16
+
+        if getattr(self, "_reference_outcomes", None) is None:  # the reference is frozen: sample it once
+            self._reference_outcomes = frequencies(self.make_reference())
+        reference, trained = self._reference_outcomes, frequencies(policy)
         tilt = torch.exp((rewards - rewards.max()) / self.optimum_beta)
         if self.reward_name == "preference":
             optimum = torch.full_like(rewards, float("nan"))
         elif self.reward_name == "arithmetic":
-            weights = per_prompt["reference"] * tilt
+            weights = reference * tilt
             optimum = (weights / weights.sum(1, keepdim=True)).mean(0)
         else:  # the length law does not depend on the prompt: tilt the pooled histogram (less noise)
-            weights = per_prompt["reference"].mean(0) * tilt
+            weights = reference.mean(0) * tilt
             optimum = weights / weights.sum()
-        reference, trained = per_prompt["reference"].mean(0), per_prompt["policy"].mean(0)
+        reference, trained = reference.mean(0), trained.mean(0)
+        return [
+            {
+                "completion": label,
+                "reward": float(rewards[i]),
+                "reference": float(reference[i]),
+                "policy": float(trained[i]),
+                "optimum": float(optimum[i]),
+            }
+            for i, label in enumerate(labels)
+        ]
+
+    def artifacts(self, policy, run_dir: Path) -> None:
+        """distribution.csv: the final distribution(policy), for the run's figure."""
         lines = ["completion,reward,reference,policy,optimum"]
-        for i, label in enumerate(labels):
-            lines.append(
-                f"{label},{float(rewards[i]):.6g},{float(reference[i]):.6g},{float(trained[i]):.6g},{float(optimum[i]):.6g}"
-            )
+        for row in self.distribution(policy):
+            lines.append(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row.values()))
         atomic_write_bytes(Path(run_dir) / "distribution.csv", ("\n".join(lines) + "\n").encode())
 
     def _outcomes(self, prompts: list, completions: TokenCompletions) -> Tensor:

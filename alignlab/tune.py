@@ -1,0 +1,134 @@
+"""Tuning each objective's own settings, with Hydra's Optuna sweeper (a fair comparison, as Tajwar et al. tuned
+every algorithm's learning rate and beta before comparing them).
+
+One objective:   alignlab -m experiment=tune algo=dpo task.reward=r1 sampling=online
+Every objective: alignlab-tune task.reward=r1 sampling=online      (writes conf/tuned/bandit_r1_online.yaml)
+Then:            alignlab algo=dpo task.reward=r1 sampling=online tuned=bandit_r1_online
+
+`experiment=tune` (conf/experiment/tune.yaml) searches `train.lr` and the objective's own setting (its beta, tau
+or clip range: the table `tune.knobs` there) with Optuna's TPE sampler, each trial being `num_seeds` runs, and
+maximises their mean final reward. `alignlab-tune` runs that sweep for every objective (`jobs` at a time) and
+gathers each one's best settings into one tuned-settings file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from alignlab.tuning import tuned_name
+
+RESULTS = "optimization_results.yaml"
+
+
+def search_space(cfg: DictConfig, trial) -> None:
+    """The Optuna sweeper's custom search space: the objective's own setting, from `tune.knobs[algo]`."""
+    for key, space in (cfg.tune.knobs.get(cfg.algo.name) or {}).items():
+        trial.suggest_float(key, space.low, space.high, log=space.get("log", False))
+
+
+class ObjectiveValue(Callback):
+    """Hand the sweeper one number per job: summary[`metric`] (a run returns its whole summary)."""
+
+    def __init__(self, metric: str = "reward"):
+        self.metric = metric
+
+    def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
+        if isinstance(getattr(job_return, "_return_value", None), dict):
+            job_return.return_value = float(job_return._return_value[self.metric])
+
+
+def all_objectives() -> list[str]:
+    folder = importlib.resources.files("alignlab.conf") / "algo"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def tuned_dir() -> Path:
+    return Path(str(importlib.resources.files("alignlab.conf") / "tuned"))
+
+
+def tune_one(algo: str, overrides: list[str], log_dir: Path) -> tuple[str, dict, float, float]:
+    """One objective's Optuna sweep, in its own process: (algo, best settings, best value, seconds)."""
+    from alignlab.api import compose_config
+
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "alignlab", "-m", "experiment=tune", f"algo={algo}", *overrides]
+    log = log_dir / f"{algo}.log"
+    with open(log, "w") as f:
+        proc = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise SystemExit(f"alignlab-tune: the sweep of algo={algo} failed; see {log}. Command: {' '.join(command)}")
+    cfg = compose_config("experiment=tune", f"algo={algo}", *overrides)
+    results = OmegaConf.load(Path(cfg.hydra.sweep.dir) / RESULTS)
+    return algo, dict(results.best_params), float(results.best_value), time.perf_counter() - started
+
+
+def tune(argv: list[str] | None = None) -> Path:
+    """`alignlab-tune`: tune every objective and write the tuned-settings file; returns its path."""
+    parser = argparse.ArgumentParser(prog="alignlab-tune", description=__doc__.split("\n\n")[0])
+    parser.add_argument("overrides", nargs="*", help="alignlab overrides: task=..., task.reward=..., sampling=...")
+    parser.add_argument("--algos", default=None, help="comma-separated objectives (default: all of conf/algo)")
+    parser.add_argument("--jobs", type=int, default=2, help="objectives tuned at the same time (processes)")
+    parser.add_argument("--out", type=Path, default=None, help="the tuned-settings file (default: conf/tuned/...)")
+    args = parser.parse_args(argv)
+    from alignlab.api import compose_config
+
+    algos = args.algos.split(",") if args.algos else all_objectives()
+    cfg = compose_config("experiment=tune", f"algo={algos[0]}", *args.overrides)
+    name = tuned_name(cfg.task.name, cfg.task.reward, cfg.sampling.name)
+    out = args.out or tuned_dir() / f"{name}.yaml"
+    log_dir = Path(cfg.hydra.sweep.dir).parent / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(lambda a: tune_one(a, args.overrides, log_dir), algos))
+    seconds = time.perf_counter() - started
+
+    earlier = OmegaConf.load(out) if out.exists() else OmegaConf.create({"settings": {}, "best_reward": {}})
+    here = (cfg.task.name, cfg.task.reward, cfg.sampling.name)
+    if out.exists() and (earlier.task, earlier.reward, earlier.sampling) != here:
+        raise SystemExit(f"alignlab-tune: {out} holds settings for another setting. Fix: choose --out.")
+    tuned = OmegaConf.create(
+        {
+            "name": name,
+            "task": cfg.task.name,
+            "reward": cfg.task.reward,
+            "sampling": cfg.sampling.name,
+            "trials": int(cfg.hydra.sweeper.n_trials),
+            "seeds": int(cfg.num_seeds),
+            "iterations": int(cfg.train.iterations),
+            "settings": earlier.settings,
+            "best_reward": earlier.best_reward,
+        }
+    )
+    for algo, best, value, _ in results:
+        tuned.settings[algo] = best
+        tuned.best_reward[algo] = round(value, 6)
+    header = (
+        "# @package tuned\n"
+        f"# Written by alignlab-tune {' '.join(args.overrides)}: for each objective the best of "
+        f"{tuned.trials} Optuna (TPE) trials,\n# each trial the mean final reward of {tuned.seeds} seeds. "
+        f"Use: alignlab algo=dpo tuned={name} task.reward={cfg.task.reward} sampling={cfg.sampling.name}\n"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(header + OmegaConf.to_yaml(tuned, sort_keys=False))
+    for algo, best, value, secs in results:
+        print(f"alignlab-tune: {algo}: best reward {value:.4f} with {best} ({secs:.0f} s)")
+    print(f"alignlab-tune: {len(algos)} objectives tuned in {seconds:.0f} s -> {out}")
+    return out
+
+
+def main() -> None:
+    tune()
+
+
+if __name__ == "__main__":
+    main()
