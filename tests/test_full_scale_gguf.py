@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from full_scale import FullScaleTask
-from full_scale.models import load_causal_lm, load_tokenizer, resolve_model
 from full_scale.data import load_pairs
+from full_scale.models import load_causal_lm, load_tokenizer, resolve_model
 from full_scale.rewards import RewardModel, pairwise_accuracy
 from full_scale.train_reward_model import main as train_reward_model_main
 
