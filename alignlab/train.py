@@ -134,6 +134,21 @@ def check_run(objective: Objective, sampling: SamplingConfig, cfg: TrainConfig) 
     objective.check(sampling.samples_per_prompt)
 
 
+def old_logps_are_current(sampler: Sampler, objective: Objective) -> bool:
+    """Online, one update per batch, no offline share: the behaviour policy is the policy about to be updated,
+    so its log-probs are the update's own forward pass, detached; the no-grad forward that would compute them
+    first is skipped (as TRL's GRPOTrainer does), unless the targets read them before the update (PPO)."""
+    cfg = sampler.cfg
+    return (
+        sampler.frozen is None
+        and not cfg.is_offline
+        and cfg.offline_per_round == 0
+        and cfg.updates_per_batch == 1
+        and cfg.steps_per_pass == 1
+        and not objective.needs_old_logps_before_update
+    )
+
+
 def collect(sampler: Sampler, task, objective: Objective, reference, record: bool = False) -> Rollout:
     """1. Draw this round's data and 2. score it; 3. attach the log-probs the objective reads.
 
@@ -155,7 +170,7 @@ def collect(sampler: Sampler, task, objective: Objective, reference, record: boo
         with torch.no_grad():
             if objective.needs_reference:
                 online.ref_logps = reference.logprobs(prompts, completions)
-            if objective.needs_old_logps or record:
+            if (objective.needs_old_logps and not old_logps_are_current(sampler, objective)) or record:
                 online.old_logps = behaviour.logprobs(prompts, completions)
         parts.append(online)
     return parts[0] if len(parts) == 1 else Rollout.cat(parts)
@@ -257,6 +272,8 @@ def train(
         for _ in range(sampling.updates_per_batch if usable else 0):
             for targets in usable:
                 logps = policy.logprobs(targets.rollout.prompts, targets.rollout.completions)
+                if objective.needs_old_logps and targets.rollout.old_logps is None:  # old_logps_are_current
+                    targets.rollout.old_logps = logps.detach()
                 loss, metrics = objective.total_loss(targets, logps)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

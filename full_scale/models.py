@@ -205,8 +205,17 @@ def load_causal_lm(source: ModelSource, tokenizer, dtype: torch.dtype, device: t
         model = from_source(
             AutoModelForCausalLM, source, "causal LM", "point task.model at a Hugging Face model directory", dtype=dtype
         )
-        # A dequantized GGUF model is a plain float model; the leftover marker would confuse peft and saving.
-        if getattr(model.config, "quantization_config", None) is not None and source.gguf_file:
-            del model.config.quantization_config
-            model.is_quantized = False
+        if source.gguf_file:
+            forget_gguf_quantization(model)
     return model.to(device=device, dtype=dtype).eval()
+
+
+def forget_gguf_quantization(model: nn.Module) -> nn.Module:
+    """A model loaded from a GGUF file is dequantized to plain float weights, but transformers keeps its GGUF
+    quantizer attached, so peft misreads it and `save_pretrained` refuses it ("quantized with gguf and is not
+    serializable"). Drop the markers: the model then saves as ordinary safetensors that load back."""
+    model.hf_quantizer = None
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+    model.is_quantized = False
+    return model

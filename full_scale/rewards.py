@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from alignlab.errors import ConfigError, DataError
 from full_scale.data import Messages, PairRecord, PromptRecord
@@ -252,6 +253,7 @@ class LLMJudge:
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.parse_failures = 0
         self.calls = 0
+        self.generated_tokens = 0
 
     @torch.no_grad()
     def generate(self, texts: list[str]) -> list[str]:
@@ -283,7 +285,9 @@ class LLMJudge:
             )
         finally:
             model.train(was_training)
-        return self.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        verdicts = out[:, batch["input_ids"].shape[1] :]
+        self.generated_tokens += int((verdicts != self.tokenizer.pad_token_id).sum())
+        return self.tokenizer.batch_decode(verdicts, skip_special_tokens=True)
 
     def score(self, prompts: list[PromptRecord], responses: list[str], lengths: Tensor | None = None) -> Tensor:
         requests = [
@@ -294,12 +298,16 @@ class LLMJudge:
             )
             for p, r in zip(prompts, responses, strict=False)
         ]
-        scores = []
-        for i in range(0, len(requests), self.batch_size):
-            for verdict in self.generate(requests[i : i + self.batch_size]):
-                value = parse_judge_score(verdict)
-                self.calls += 1
-                if value is None:
-                    self.parse_failures += 1
-                scores.append(0.0 if value is None else value)
+        scores, tokens_before = [], self.generated_tokens
+        with tqdm(total=len(requests), desc="judge", unit="verdict", delay=2.0, leave=False) as bar:
+            for i in range(0, len(requests), self.batch_size):
+                for verdict in self.generate(requests[i : i + self.batch_size]):
+                    value = parse_judge_score(verdict)
+                    self.calls += 1
+                    if value is None:
+                        self.parse_failures += 1
+                    scores.append(0.0 if value is None else value)
+                    bar.update(1)
+                rate = (self.generated_tokens - tokens_before) / max(bar.format_dict["elapsed"], 1e-6)
+                bar.set_postfix_str(f"{rate:.0f} tokens/s")
         return torch.tensor(scores)

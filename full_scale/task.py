@@ -15,15 +15,18 @@ import importlib.util
 import json
 import os
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from alignlab.errors import ConfigError, DataError, check_range
 from alignlab.rundir import atomic_write_bytes
 from alignlab.types import Rollout
+from full_scale.arithmetic import arithmetic_problems
 from full_scale.data import (
     PairRecord,
     PromptRecord,
@@ -38,7 +41,7 @@ from full_scale.policy import AdapterOffReference, DistributedPolicy, FullScaleP
 from full_scale.rewards import LengthReward, LLMJudge, MathReward, RewardModel
 from synthetic_llm.policy import CausalLMValue, TokenCompletions, model_max_context
 
-REWARDS = ("length", "reward_model", "judge", "math")
+REWARDS = ("length", "reward_model", "judge", "math", "arithmetic")
 BACKENDS = ("transformers", "vllm")
 
 
@@ -70,6 +73,9 @@ class FullScaleTask:
         judge_max_new_tokens: int = 128,
         prompts: str | None = None,
         pairs: str | None = None,
+        num_problems: int = 128,
+        max_operand: int = 12,
+        operations: str = "+",
         eval_prompts: int = 8,
         eval_samples_per_prompt: int = 2,
         win_rate: bool | None = None,
@@ -79,6 +85,11 @@ class FullScaleTask:
         # 0. validate what needs no model, so a typo fails in a second
         if reward not in REWARDS:
             raise ConfigError(f"task.reward={reward} is not a tier-3 reward", f"use one of {', '.join(REWARDS)}")
+        if reward == "arithmetic" and prompts is not None:
+            raise ConfigError(
+                f"task.prompts={prompts} is set, but task.reward=arithmetic generates its own problems",
+                "drop task.prompts, or use task.reward=math with a prompt file whose rows have an 'answer'",
+            )
         if reward == "reward_model" and not reward_model:
             raise ConfigError("task.reward=reward_model needs a model", "set task.reward_model=/path/to/reward_model")
         if generation_backend not in BACKENDS:
@@ -116,7 +127,7 @@ class FullScaleTask:
         self.reward_name = reward
         self.max_new_tokens = max_new_tokens
         self.eval_samples_per_prompt = eval_samples_per_prompt
-        self.win_rate = reward in ("reward_model", "judge") if win_rate is None else win_rate
+        self.win_rate = reward in ("reward_model", "judge", "arithmetic") if win_rate is None else win_rate
         self.lora = (
             dict(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=lora_target_modules)
             if lora_r
@@ -142,7 +153,10 @@ class FullScaleTask:
         tokenizer_source = resolve_model(tokenizer, "task.tokenizer") if tokenizer else source
         self.tokenizer = load_tokenizer(tokenizer_source, chat_template)
         self.max_context = max_context
-        records = load_prompts(prompts or sample_file("prompts.jsonl"))
+        if reward == "arithmetic":
+            records = arithmetic_problems(num_problems, max_operand, operations)
+        else:
+            records = load_prompts(prompts or sample_file("prompts.jsonl"))
         if reward == "math":
             records = [r for r in records if r.answer is not None]
             if len(records) < 2:
@@ -151,7 +165,12 @@ class FullScaleTask:
                     f"{prompts or 'the sample file'} has {len(records)}",
                     "add gold answers to the prompts",
                 )
+        started = time.perf_counter()
+        if self.rank == 0:
+            print(f"full_scale: loading {source.describe()} ({self.dtype}, {self.device})", file=sys.stderr, flush=True)
         self.base = load_causal_lm(source, self.tokenizer, self.dtype, self.device)
+        if self.rank == 0:
+            print(f"full_scale: model loaded in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
         self.max_context = max_context or model_max_context(self.base)
         self.policy_kwargs = dict(
             pad_token_id=self.tokenizer.pad_token_id,
@@ -161,6 +180,7 @@ class FullScaleTask:
             top_p=top_p,
             max_context=self.max_context,
             logprob_batch_size=logprob_batch_size,
+            progress="generation",
         )
         # Held-out prompts are evenly spaced through the file, so both kinds of prompts are evaluated.
         held_out = held_out_rows(len(records), eval_prompts, prompts or "the sample prompts file")
@@ -179,7 +199,7 @@ class FullScaleTask:
         # 3. the reward
         if reward == "length":
             self.reward_fn = LengthReward(length_target, max_new_tokens)
-        elif reward == "math":
+        elif reward in ("math", "arithmetic"):
             self.reward_fn = MathReward()
         elif reward == "reward_model":
             self.reward_fn = RewardModel.load(reward_model, self.device, self.dtype)
@@ -188,6 +208,8 @@ class FullScaleTask:
 
         self._policy: FullScalePolicy | None = None
         self._reference = None
+        self._reference_eval: tuple[TokenCompletions, torch.Tensor] | None = None
+        self.judge_is_policy = reward == "judge" and judge == "self"
         self._peft = None
         self.last_samples: list[dict] = []
 
@@ -300,7 +322,15 @@ class FullScaleTask:
         return [self.train_prompts[i] for i in idx[self.rank * count : (self.rank + 1) * count].tolist()]
 
     def offline_data(self, num_prompts: int, samples_per_prompt: int, generator: torch.Generator) -> Rollout:
-        """The preference pairs file as a Rollout: chosen then rejected for each prompt, rewards [1, 0]."""
+        """The preference pairs file as a Rollout: chosen then rejected for each prompt, rewards [1, 0]. On
+        generated arithmetic there is no file: the data are reference samples scored by the checker, drawn once
+        (the offline setting of Lanchantin et al. 2025, arXiv:2506.21495)."""
+        if self.reward_name == "arithmetic":
+            prompts = self.sample_prompts(num_prompts, generator)
+            reference = self._reference or self.make_reference()
+            completions = reference.sample(prompts, samples_per_prompt, generator)
+            per_completion = [p for p in prompts for _ in range(samples_per_prompt)]
+            return Rollout(per_completion, completions, self.reward(per_completion, completions), samples_per_prompt)
         if samples_per_prompt != 2:
             raise ConfigError(
                 f"offline preference pairs give 2 completions per prompt, "
@@ -357,18 +387,33 @@ class FullScaleTask:
         reference = AdapterOffReference(policy) if self.lora is not None else (self._reference or self.make_reference())
         k = self.eval_samples_per_prompt
         prompts = [p for p in self.eval_prompts for _ in range(k)]
+        phases = 3 + (2 * (self._reference_eval is None) + self.judge_is_policy if self.win_rate else 0)
+        bar = tqdm(total=phases, desc=f"evaluation on {len(prompts)} samples", unit="phase", delay=2.0, leave=False)
         samples = policy.sample(self.eval_prompts, k, generator)
+        bar.update(1)
         rewards = self.reward(prompts, samples)
+        bar.update(1)
         kl = (policy.logprobs(prompts, samples).sum() - reference.logprobs(prompts, samples).sum()).mean()
+        bar.update(1)
         result = {"reward": rewards.mean().item(), "kl_ref": kl.item(), "mean_length": samples.lengths.mean().item()}
         reference_texts = None
         if self.win_rate:
-            reference_samples = reference.sample(self.eval_prompts, k, generator)
-            reference_rewards = self.reward(prompts, reference_samples)
+            # The reference is frozen: its held-out samples are drawn and scored once per run, not at every
+            # evaluation; only a judge that is the policy itself must score them again.
+            if self._reference_eval is None:
+                reference_samples = reference.sample(self.eval_prompts, k, generator)
+                bar.update(1)
+                self._reference_eval = (reference_samples, self.reward(prompts, reference_samples))
+                bar.update(1)
+            reference_samples, reference_rewards = self._reference_eval
+            if self.judge_is_policy:
+                reference_rewards = self.reward(prompts, reference_samples)
+                bar.update(1)
             wins = (rewards > reference_rewards).float() + 0.5 * (rewards == reference_rewards).float()
             result["win_rate"] = wins.mean().item()
             result["reference_reward"] = reference_rewards.mean().item()
             reference_texts = self.decode(reference_samples)
+        bar.close()
         if isinstance(self.reward_fn, LLMJudge) and self.reward_fn.calls:
             result["judge_parse_failures"] = self.reward_fn.parse_failures / self.reward_fn.calls
         texts = self.decode(samples)

@@ -20,7 +20,7 @@ import torch
 
 from alignlab.errors import AlignlabError
 from full_scale.data import load_pairs
-from full_scale.models import from_source, load_tokenizer, pick_device, resolve_model
+from full_scale.models import forget_gguf_quantization, from_source, load_tokenizer, pick_device, resolve_model
 from full_scale.rewards import pairwise_accuracy, train_reward_model
 
 
@@ -43,6 +43,8 @@ def load_base(spec: str, device: torch.device):
         num_labels=1,
         dtype=torch.float32,
     )
+    if source.gguf_file:  # dequantized on load: save it as plain safetensors
+        forget_gguf_quantization(model)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(device), tokenizer
 

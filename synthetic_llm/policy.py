@@ -143,6 +143,16 @@ def check_context(prompt_width: int, new_tokens: int, max_context: int | None) -
         )
 
 
+def generation_bar(label: str | None, rows: int, max_new_tokens: int):
+    """A progress bar over decoding steps (ETA to max_new_tokens) that shows generated tokens/s; it appears
+    only when a generation lasts over 2 s, so tier 2's millisecond generations stay silent."""
+    if label is None:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=max_new_tokens, desc=f"{label}: {rows} completions", unit="step", delay=2.0, leave=False)
+
+
 class CausalLMPolicy(nn.Module):
     """pi(y | x) of a causal LM, with its own KV-cached decoding loop (reproducible from a torch.Generator).
 
@@ -163,6 +173,7 @@ class CausalLMPolicy(nn.Module):
         max_context: int | None = None,
         logprob_batch_size: int | None = None,
         response_token_ids: Tensor | None = None,
+        progress: str | None = None,
     ):
         super().__init__()
         if max_new_tokens < 1:
@@ -192,6 +203,12 @@ class CausalLMPolicy(nn.Module):
                 )
             self.blocked = torch.ones(vocab, dtype=torch.bool)
             self.blocked[ids] = False
+        self.progress = progress  # a label: show a progress bar (ETA, tokens/s) for generations over 2 s
+        # The prompt's forward pass needs the logits of its last position only (a [N, P, vocab] product saved).
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.prefill_kwargs = (
+            {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(base.forward).parameters else {}
+        )
 
     def _restrict(self, logits: Tensor) -> Tensor:
         if self.blocked is None:
@@ -219,7 +236,10 @@ class CausalLMPolicy(nn.Module):
         device = model_device(self.model)
         ids, attention = ids.to(device), attention.to(device)
         position = positions(attention)
-        out = self.model(input_ids=ids, attention_mask=attention, position_ids=position, use_cache=True)
+        bar, generated = generation_bar(self.progress, len(rows), self.max_new_tokens), 0
+        out = self.model(
+            input_ids=ids, attention_mask=attention, position_ids=position, use_cache=True, **self.prefill_kwargs
+        )
         past, logits = output_cache(out), self._restrict(out.logits[:, -1])
         cache_key = cache_keyword(self.model)
         next_position = position[:, -1] + 1
@@ -231,6 +251,10 @@ class CausalLMPolicy(nn.Module):
             tokens.append(token)
             masks.append((~done).float())
             done = done | (token == self.eos_token_id)
+            if bar is not None:
+                generated += int(masks[-1].sum())
+                bar.update(1)
+                bar.set_postfix_str(f"{generated / max(bar.format_dict['elapsed'], 1e-6):.0f} tokens/s")
             if done.all() or step + 1 == self.max_new_tokens:
                 break
             attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
@@ -243,6 +267,8 @@ class CausalLMPolicy(nn.Module):
             )
             past, logits = output_cache(out), self._restrict(out.logits[:, -1])
             next_position = next_position + 1
+        if bar is not None:
+            bar.close()
         return TokenCompletions(torch.stack(tokens, 1).cpu(), torch.stack(masks, 1).cpu())
 
     # ---- scoring ---------------------------------------------------------------------------------------

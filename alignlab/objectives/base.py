@@ -37,6 +37,8 @@ class Objective:
     reads_reference: ClassVar[bool] = False
     # Does the loss read log-probs of the behaviour policy that sampled the data (PPO/GRPO ratios)?
     reads_old_logps: ClassVar[bool] = False
+    # Does `prepare` read them too (PPO's GAE), so that they must exist before the first update?
+    old_logps_in_targets: ClassVar[bool] = False
     # Fewest samples per prompt the target builder can use (pairs and group baselines need 2).
     min_samples_per_prompt: ClassVar[int] = 1
     # Can the KL anchor be subtracted from the reward (policy-gradient methods) as well as added to the loss?
@@ -54,6 +56,10 @@ class Objective:
     @property
     def needs_old_logps(self) -> bool:
         return self.reads_old_logps or (self.kl_coef > 0 and self.kl_in == "reward")
+
+    @property
+    def needs_old_logps_before_update(self) -> bool:
+        return self.needs_old_logps and (self.old_logps_in_targets or (self.kl_coef > 0 and self.kl_in == "reward"))
 
     def check(self, samples_per_prompt: int) -> None:
         """Raise ConfigError when this objective cannot use what the sampling regime gives."""

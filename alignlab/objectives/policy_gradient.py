@@ -127,6 +127,7 @@ class PPO(Objective):
 
     name: ClassVar[str] = "ppo"
     reads_old_logps: ClassVar[bool] = True
+    old_logps_in_targets: ClassVar[bool] = True
     kl_in_reward_allowed: ClassVar[bool] = True
 
     clip_epsilon: float = 0.2
