@@ -423,3 +423,7 @@ register(
         verdict=verdict_semi_online,
     )
 )
+
+
+# The data findings (Tang et al.'s ablations, Lanchantin et al.'s curriculum) register themselves on import.
+from alignlab import findings_data  # noqa: E402, F401

@@ -1,39 +1,18 @@
 """Findings about data (issue 9): Tang et al.'s data ablations and Lanchantin et al.'s reward curriculum.
 
-Each finding is an entry in the shape of the findings registry (alignlab/findings.py): an id, a title, the
-paper, a claim, the experiment (a file in conf/experiment/), a criterion, and a verdict computed from the
-sweep's summaries (one row per run and seed; columns: the swept override keys, `seed`, and every key of the
-seed's summary.json) and metrics (the same identifying columns, `iteration` and every metrics.csv column).
+Each finding is registered in the findings registry (alignlab/findings.py, which imports this module), so
+`alignlab-report` runs it on every task that has the roles its experiment asks for: an id, a title, the paper,
+a claim, the experiment (a file in conf/experiment/), a criterion, and a verdict computed from the sweep's
+summaries and metrics (`alignlab.findings.load_sweep_tables`).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import pandas as pd
 
+from alignlab.findings import Finding, Verdict, register
+
 MIN_GAP = 0.02  # an online-offline reward gap below this is no gap to explain
-
-
-@dataclass
-class Verdict:
-    status: str  # "holds" | "does not hold" | "inconclusive"
-    numbers: dict[str, float] = field(default_factory=dict)
-    text: str = ""
-
-
-@dataclass
-class Finding:
-    id: str
-    title: str
-    paper: str
-    claim: str
-    experiment: str
-    criterion: str
-    verdict: Callable[[pd.DataFrame, pd.DataFrame], Verdict]
 
 
 def _mean(summaries: pd.DataFrame, column: str, **where) -> float:
@@ -105,8 +84,8 @@ def reward_curriculum(summaries: pd.DataFrame, metrics: pd.DataFrame) -> Verdict
     numbers = {}
     both = {}
     for mix in ("verifiable", "nonverifiable", "nv_then_v", "v_then_nv", "mixed"):
-        v = _mean(summaries, "reward/arithmetic", mix=mix)
-        nv = _mean(summaries, "reward/preference", mix=mix)
+        v = _mean(summaries, "reward/verifiable", mix=mix)
+        nv = _mean(summaries, "reward/nonverifiable", mix=mix)
         numbers.update({f"{mix}/verifiable": v, f"{mix}/nonverifiable": nv})
         both[mix] = (v + nv) / 2
         numbers[f"{mix}/both"] = both[mix]
@@ -121,62 +100,44 @@ def reward_curriculum(summaries: pd.DataFrame, metrics: pd.DataFrame) -> Verdict
 
 
 FINDINGS = [
-    Finding(
-        id="T5-coverage",
-        title="Online data, shuffled, does not make offline DPO online",
-        paper="Tang et al. 2024, arXiv:2405.08448, Sec. 4 (data coverage ablation)",
-        claim="Offline DPO on the shuffled samples of an online run stays well below online DPO; Best-of-2 on "
-        "online samples nearly closes the gap.",
-        experiment="t5_data_coverage",
-        criterion="gap left = (online - shuffled) / (online - reference data), mean over seeds; holds when DPO's gap "
-        "left exceeds 25% and Best-of-2's is below 25%; inconclusive when online DPO beats reference-data DPO by "
-        "less than 0.02",
-        verdict=data_coverage,
+    register(
+        Finding(
+            id="T5-coverage",
+            title="Online data, shuffled, does not make offline DPO online",
+            paper="Tang et al. 2024, arXiv:2405.08448, Sec. 4 (data coverage ablation)",
+            claim="Offline DPO on the shuffled samples of an online run stays well below online DPO; Best-of-2 on "
+            "online samples nearly closes the gap.",
+            experiment="t5_data_coverage",
+            criterion="gap left = (online - shuffled) / (online - reference data), mean over seeds; holds when DPO's "
+            "gap left exceeds 25% and Best-of-2's is below 25%; inconclusive when online DPO beats reference-data DPO "
+            "by less than 0.02",
+            verdict=data_coverage,
+        )
     ),
-    Finding(
-        id="T5-quality",
-        title="Better offline data helps only slightly",
-        paper="Tang et al. 2024, arXiv:2405.08448, Sec. 4 (data quality ablation)",
-        claim="Offline DPO on samples of the final online policy improves only slightly over offline DPO on "
-        "reference samples.",
-        experiment="t5_data_quality",
-        criterion="gap closed = (final-policy data - reference data) / (online - reference data), DPO, mean over "
-        "seeds; holds when below 50%; the skipped-pair (tie) fraction is reported beside it",
-        verdict=data_quality,
+    register(
+        Finding(
+            id="T5-quality",
+            title="Better offline data helps only slightly",
+            paper="Tang et al. 2024, arXiv:2405.08448, Sec. 4 (data quality ablation)",
+            claim="Offline DPO on samples of the final online policy improves only slightly over offline DPO on "
+            "reference samples.",
+            experiment="t5_data_quality",
+            criterion="gap closed = (final-policy data - reference data) / (online - reference data), DPO, mean over "
+            "seeds; holds when below 50%; the skipped-pair (tie) fraction is reported beside it",
+            verdict=data_quality,
+        )
     ),
-    Finding(
-        id="T7-curriculum",
-        title="Non-verifiable then verifiable beats the reverse; mixing works",
-        paper="Lanchantin et al. 2025, arXiv:2506.21495 (verifiable and non-verifiable rewards combined)",
-        claim="Training on a non-verifiable reward then a verifiable one ends better on both than the reverse "
-        "order, and training on both mixed works as well as either alone.",
-        experiment="t7_reward_curriculum",
-        criterion="score = mean of eval/reward/arithmetic and eval/reward/preference; holds when NV->V's score "
-        "exceeds V->NV's and mixed's is within 0.05 of the better single-reward run's",
-        verdict=reward_curriculum,
+    register(
+        Finding(
+            id="T7-curriculum",
+            title="Non-verifiable then verifiable beats the reverse; mixing works",
+            paper="Lanchantin et al. 2025, arXiv:2506.21495 (verifiable and non-verifiable rewards combined)",
+            claim="Training on a non-verifiable reward then a verifiable one ends better on both than the reverse "
+            "order, and training on both mixed works as well as either alone.",
+            experiment="t7_reward_curriculum",
+            criterion="score = mean of eval/reward/verifiable and eval/reward/nonverifiable; holds when NV->V's score "
+            "exceeds V->NV's and mixed's is within 0.05 of the better single-reward run's",
+            verdict=reward_curriculum,
+        )
     ),
 ]
-
-
-def load_sweep(sweep_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(summaries, metrics) of a sweep directory, one row per run and seed, in the findings report's layout.
-    The findings report has its own reader; this one lets the data findings run on their own."""
-    summaries, metrics = [], []
-    for path in sorted(Path(sweep_dir).rglob("metrics.csv")):
-        run = path.parent
-        overrides_file = run / ".hydra" / "overrides.yaml"
-        if not overrides_file.exists() or not (run / "summary.json").exists():
-            continue
-        keys = {}
-        for line in overrides_file.read_text().splitlines():
-            item = line.lstrip("- ").strip().strip("'\"")
-            if "=" in item:
-                key, value = item.split("=", 1)
-                keys[key] = value
-        summary = json.loads((run / "summary.json").read_text())
-        summaries.append({**keys, **summary})
-        frame = pd.read_csv(path)
-        for key, value in keys.items():
-            frame[key] = value
-        metrics.append(frame)
-    return pd.DataFrame(summaries), (pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame())

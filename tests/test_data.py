@@ -436,9 +436,9 @@ def test_the_curriculum_verdict_compares_orders_and_the_mixture():
         "v_then_nv": (0.2, 0.8),
         "mixed": (0.7, 0.55),
     }
-    rows = [{"mix": m, "seed": 0, "reward/arithmetic": v, "reward/preference": nv} for m, (v, nv) in scores.items()]
+    rows = [{"mix": m, "seed": 0, "reward/verifiable": v, "reward/nonverifiable": nv} for m, (v, nv) in scores.items()]
     assert reward_curriculum(pd.DataFrame(rows), pd.DataFrame()).status == "holds"
-    rows[2]["reward/arithmetic"] = 0.1
+    rows[2]["reward/verifiable"] = 0.1
     assert reward_curriculum(pd.DataFrame(rows), pd.DataFrame()).status == "does not hold"
 
 
