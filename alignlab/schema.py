@@ -150,6 +150,9 @@ class FullScaleTaskConfig(TaskConfig):
     win_rate: bool | None = None
     generation_backend: str = "transformers"
     distributed: str = "auto"
+    num_problems: int = 128  # reward=arithmetic: generated problems, >= 2
+    max_operand: int = 12  # reward=arithmetic: operands 1..max_operand, >= 2
+    operations: str = "+"  # reward=arithmetic: any of + - *
 
 
 @dataclass

@@ -251,6 +251,8 @@ def train(
     if not rows:  # the reference's level: every curve starts at iteration 0
         evaluation = task.evaluate(policy, eval_generator)
         rows.append({"iteration": 0, **{f"eval/{k}": v for k, v in evaluation.items()}, "train/updates": 0.0})
+        if on_row is not None:
+            on_row(rows[-1], policy)
     bar = tqdm(range(start_iteration, cfg.iterations), disable=not cfg.progress, delay=2.0, desc=task.name, leave=False)
     for iteration in bar:
         t0 = time.perf_counter()

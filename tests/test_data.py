@@ -383,7 +383,7 @@ def test_every_data_and_mix_option_composes(group):
             cfg = compose("config", overrides=[f"{group}={name}", "task=synthetic_llm", "task.reward=arithmetic"])
             if group == "mix":
                 spec = MixtureSpec.from_config(OmegaConf.to_container(cfg.reward_mix), cfg.train.iterations)
-                assert spec.names == ["arithmetic", "preference"]
+                assert spec.names == ["verifiable", "nonverifiable"]  # roles: synthetic_llm's arithmetic, preference
             else:
                 assert cfg.sampling.name == ("online" if name == "online" else "offline")
     GlobalHydra.instance().clear()

@@ -30,6 +30,16 @@ def options(group: str) -> list[str]:
     return sorted(p.name[:-5] for p in (CONF / group).iterdir() if p.name.endswith(".yaml"))
 
 
+# Experiments that are tools, not findings (tested in their own files): tune searches settings (tests/test_tune.py).
+TOOL_EXPERIMENTS = ("tune",)
+
+
+def experiments_on(task: str | None = None) -> list[str]:
+    """The findings experiments (every experiment but the tools), those that `task` has the roles of if given."""
+    names = [n for n in options("experiment") if n not in TOOL_EXPERIMENTS]
+    return [n for n in names if task is None or required_roles(experiment(n)) <= set(roles_of(task))]
+
+
 def roles_of(task: str) -> dict:
     return dict(OmegaConf.load(str(CONF / "task" / f"{task}.yaml")).task.roles)
 
@@ -98,7 +108,7 @@ def test_the_cli_stops_on_a_missing_role_before_training(tmp_path):
 FINDING_EXPERIMENTS = sorted({f.experiment for f in FINDINGS.values()})
 
 
-@pytest.mark.parametrize("name", options("experiment"))
+@pytest.mark.parametrize("name", experiments_on())
 def test_an_experiment_asks_for_roles_and_cites_its_paper(name):
     text = (CONF / "experiment" / f"{name}.yaml").read_text()
     cfg = experiment(name)
@@ -113,7 +123,7 @@ def test_an_experiment_asks_for_roles_and_cites_its_paper(name):
 
 
 def experiment_task_pairs():
-    for name in options("experiment"):
+    for name in experiments_on():
         for task in options("task"):
             if required_roles(experiment(name)) <= set(roles_of(task)):
                 yield name, task
@@ -159,14 +169,14 @@ def run_corner(name: str, task: str, tmp_path, extra: list[str]) -> dict:
     return run_experiment(cfg, tmp_path / name)
 
 
-@pytest.mark.parametrize("name", options("experiment"))
+@pytest.mark.parametrize("name", experiments_on("bandit"))
 def test_every_experiment_runs_on_tier_1(name, tmp_path):
     summary = run_corner(name, "bandit", tmp_path, ["train.iterations=2", "findings.prompt_budget=64"])
     assert 0.0 <= summary["reward"] <= 1.0 and summary["iterations"] == 2
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", options("experiment"))
+@pytest.mark.parametrize("name", experiments_on("synthetic_llm"))
 def test_every_experiment_runs_on_tier_2(name, tmp_path, tmp_path_factory):
     cache = tmp_path_factory.getbasetemp() / "alignlab_cache_findings"
     tiny = ["train.iterations=2", "train.eval_every=2", "task.eval_prompts=2", "task.eval_samples_per_prompt=2"]

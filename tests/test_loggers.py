@@ -130,7 +130,7 @@ def test_distributions_csv_has_one_table_per_evaluation_ending_at_distribution_c
     cli(*FAST, "train.eval_every=5", "hydra.run.dir=run")
     run_dir = cli.dir / "run"
     record = pd.read_csv(run_dir / DISTRIBUTIONS)
-    assert sorted(record["iteration"].unique()) == [5, 10, 12]
+    assert sorted(record["iteration"].unique()) == [0, 5, 10, 12]  # iteration 0: the reference
     assert (record.groupby("iteration").size() == 8).all()
     final = pd.read_csv(run_dir / "distribution.csv")
     last = record[record["iteration"] == 12].drop(columns="iteration").reset_index(drop=True)

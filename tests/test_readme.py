@@ -22,7 +22,7 @@ def readme_commands() -> list[str]:
     for command in commands:
         if not command.startswith(("alignlab", "python -m alignlab")) or "..." in command or "slurm" in command:
             continue
-        if re.search(r"\b[A-Z]{3,}\b", command):  # a placeholder such as DIR
+        if re.search(r"\b[A-Z][A-Z_]{2,}\b", command):  # a placeholder such as DIR or RUN_DIR
             continue
         # A GPU model, and a reward model trained by an earlier command: tests/test_full_scale*.py cover them.
         if "mistral7b" in command or "task.reward_model=" in command:
