@@ -165,6 +165,17 @@ class FullScaleTask:
                     f"{prompts or 'the sample file'} has {len(records)}",
                     "add gold answers to the prompts",
                 )
+        # Held-out prompts are evenly spaced through the file, so both kinds of prompts are evaluated.
+        held_out = held_out_rows(len(records), eval_prompts, prompts or "the sample prompts file")
+        duplicates = duplicated_held_out(records, held_out)
+        if duplicates:
+            print(
+                f"alignlab: warning: held-out prompts also among the training prompts: {', '.join(duplicates)}",
+                file=sys.stderr,
+            )
+        # A pairs file the user names is read now: a bad row stops the run before the model loads.
+        self.pairs_path = pairs
+        self.pairs: list[PairRecord] | None = load_pairs(pairs) if pairs is not None else None
         started = time.perf_counter()
         if self.rank == 0:
             print(f"full_scale: loading {source.describe()} ({self.dtype}, {self.device})", file=sys.stderr, flush=True)
@@ -182,19 +193,9 @@ class FullScaleTask:
             logprob_batch_size=logprob_batch_size,
             progress="generation",
         )
-        # Held-out prompts are evenly spaced through the file, so both kinds of prompts are evaluated.
-        held_out = held_out_rows(len(records), eval_prompts, prompts or "the sample prompts file")
-        duplicates = duplicated_held_out(records, held_out)
-        if duplicates:
-            print(
-                f"alignlab: warning: held-out prompts also among the training prompts: {', '.join(duplicates)}",
-                file=sys.stderr,
-            )
         self.records: dict[tuple, PromptRecord] = {}
         self.train_prompts = [self.encode(r) for i, r in enumerate(records) if i not in held_out]
         self.eval_prompts = [self.encode(r) for i, r in enumerate(records) if i in held_out]
-        self.pairs_path = pairs
-        self.pairs: list[PairRecord] | None = None
 
         # 3. the reward
         if reward == "length":

@@ -13,7 +13,7 @@ def test_animate_writes_one_frame_per_evaluation(cli, capsys):
     gif = run_dir / "animation.gif"
     assert capsys.readouterr().out.strip() == str(gif)
     with Image.open(gif) as image:
-        assert image.n_frames == 10 and image.size[0] > image.size[1]
+        assert image.n_frames == 11 and image.size[0] > image.size[1]  # the reference (iteration 0), 10 evaluations
 
 
 def test_animate_without_a_record_names_the_fix(cli):

@@ -68,7 +68,7 @@ def hydra_ctx():
         ("synthetic_llm", "easy", "mean_length"),
         ("synthetic_llm", "verifiable", "arithmetic"),
         ("full_scale", "hard", "length"),
-        ("full_scale", "verifiable", "math"),
+        ("full_scale", "verifiable", "arithmetic"),
     ],
 )
 def test_a_role_resolves_to_the_tasks_reward(task, reward, name):
