@@ -5,6 +5,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra import initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,3 +33,12 @@ def cli(tmp_path):
 
     _run.dir = tmp_path
     return _run
+
+
+@pytest.fixture(scope="module")
+def hydra_ctx():
+    """Hydra initialised on alignlab's packaged configs, for `compose` in a test module."""
+    GlobalHydra.instance().clear()
+    with initialize_config_module("alignlab.conf", version_base="1.3"):
+        yield
+    GlobalHydra.instance().clear()

@@ -3,8 +3,7 @@
 import importlib.resources
 
 import pytest
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
+from hydra import compose
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -17,14 +16,6 @@ CONF = importlib.resources.files("alignlab.conf")
 
 def options(group: str) -> list[str]:
     return sorted(p.name[:-5] for p in (CONF / group).iterdir() if p.name.endswith(".yaml"))
-
-
-@pytest.fixture(scope="module")
-def hydra_ctx():
-    GlobalHydra.instance().clear()
-    with initialize_config_module("alignlab.conf", version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
 
 
 def test_the_groups_of_the_design_exist():

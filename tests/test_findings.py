@@ -48,14 +48,6 @@ def experiment(name: str) -> dict:
     return OmegaConf.to_container(OmegaConf.load(str(CONF / "experiment" / f"{name}.yaml")))
 
 
-@pytest.fixture(scope="module")
-def hydra_ctx():
-    GlobalHydra.instance().clear()
-    with initialize_config_module("alignlab.conf", version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
-
-
 # ---- roles -------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "task, reward, name",

@@ -7,20 +7,11 @@ import importlib
 import inspect
 
 import pytest
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
+from hydra import compose
 from omegaconf import OmegaConf
 
 from alignlab.schema import TASK_SCHEMAS, RootConfig
 from tests.test_config import options
-
-
-@pytest.fixture(scope="module")
-def hydra_ctx():
-    GlobalHydra.instance().clear()
-    with initialize_config_module("alignlab.conf", version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
 
 
 @pytest.mark.parametrize("group", ["algo", "task", "sampling"])
