@@ -107,12 +107,17 @@ def _put(numbers: dict, name: str, values) -> float:
     return mean
 
 
-def _final(summaries: pd.DataFrame, **where) -> pd.Series:
-    """Final reward per seed of the runs matching `where` (override values compared as strings)."""
+def select_runs(summaries: pd.DataFrame, **where) -> pd.DataFrame:
+    """The rows of the runs matching `where` (override values compared as strings, as Hydra wrote them)."""
     rows = summaries
     for key, value in where.items():
         rows = rows[rows[key].astype(str) == str(value)]
-    return rows.set_index("seed")["reward"].sort_index()
+    return rows
+
+
+def _final(summaries: pd.DataFrame, **where) -> pd.Series:
+    """Final reward per seed of the runs matching `where`."""
+    return select_runs(summaries, **where).set_index("seed")["reward"].sort_index()
 
 
 def _three_way(checks: list[bool], text: str, numbers: dict) -> Verdict:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from alignlab.findings import Finding, Verdict, register
+from alignlab.findings import Finding, Verdict, register, select_runs
 
 MIN_GAP = 0.02  # an online-offline reward gap below this is no gap to explain
 
 
 def _mean(summaries: pd.DataFrame, column: str, **where) -> float:
-    rows = summaries
-    for key, value in where.items():
-        rows = rows[rows[key].astype(str) == value]
+    rows = select_runs(summaries, **where)
     if rows.empty or column not in rows:
         return float("nan")
     return float(rows[column].mean())
