@@ -42,3 +42,15 @@ def hydra_ctx():
     with initialize_config_module("alignlab.conf", version_base="1.3"):
         yield
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster (only synchronisation to gain from more, far worse on a busy
+    machine). A module opts in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -56,13 +56,7 @@ class CharCodeReward:
         return torch.tensor([sum(map(ord, t)) / max(len(t), 1) / 127 for t in texts])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """A 2-layer model of width 32 runs fastest on one thread (more only add synchronisation)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def make_task(**kwargs) -> FullScaleTask:

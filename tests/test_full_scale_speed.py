@@ -24,13 +24,7 @@ from full_scale import FullScaleTask
 from full_scale.arithmetic import arithmetic_problems
 from full_scale.rewards import MathReward
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class CharCodeReward:
