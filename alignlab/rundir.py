@@ -82,11 +82,6 @@ def metrics_text(rows: list[dict], columns: list[str] | None = None, header: boo
     return buffer.getvalue().encode()
 
 
-def write_metrics(path: Path, rows: list[dict]) -> None:
-    """One row per iteration, with the columns of `metrics_columns`."""
-    atomic_write_bytes(path, metrics_text(rows))
-
-
 def save_checkpoint(path: Path, state: dict) -> None:
     """torch.save(state) behind a header with its SHA-256, so that a damaged file is named, never loaded."""
     buffer = io.BytesIO()
