@@ -69,7 +69,8 @@ def main() -> None:
         evaluation, rows, _ = train(task, objective(), sampling, config, seed=args.seed)
         results[name] = evaluation
         pairs = sum(r.get("pairs/count", 0) for r in rows)
-        first, last = rows[0]["train/reward"], rows[-1]["train/reward"]
+        trained = [r for r in rows if "train/reward" in r]  # rows[0] is the reference's evaluation (iteration 0)
+        first, last = trained[0]["train/reward"], trained[-1]["train/reward"]
         print(
             f"{name}: accuracy {evaluation['reward']:.3f} (reference {evaluation['reference_reward']:.3f}), "
             f"win rate {evaluation['win_rate']:.3f}, mean length {evaluation['mean_length']:.1f}, "

@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
         order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(args.seed)).tolist()
         held = max(1, int(round(args.eval_fraction * len(pairs))))
         train_pairs, eval_pairs = [pairs[i] for i in order[held:]], [pairs[i] for i in order[:held]]
+        torch.manual_seed(args.seed)  # the new score head's initialisation, so "before training" is reproducible
         model, tokenizer = load_base(args.base, pick_device(args.device))
     except AlignlabError as error:
         print(f"train_reward_model: error: {error}", file=sys.stderr)

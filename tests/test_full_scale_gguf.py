@@ -130,3 +130,15 @@ def test_a_reward_model_trained_from_a_gguf_base_saves_loads_back_and_scores(tin
     records = [task.record(p) for p in task.eval_prompts]
     texts = ["Paris.", "I do not know."]
     assert torch.allclose(loaded.score(records, texts), task.reward_fn.score(records, texts))
+
+
+def test_the_reward_model_command_is_reproducible_from_its_seed(tiny_gguf, tmp_path):
+    """The score head is new (randomly initialised) weights: seeded, two runs print the same accuracies and
+    save the same model, whatever the global random state was before."""
+    args = ["--pairs", "full_scale/data/pairs.jsonl", "--base", str(tiny_gguf), "--epochs", "1"]
+    torch.manual_seed(123)
+    first = train_reward_model_main([*args, "--out", str(tmp_path / "a")])
+    torch.manual_seed(456)
+    second = train_reward_model_main([*args, "--out", str(tmp_path / "b")])
+    assert first == second
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
