@@ -203,13 +203,6 @@ def test_every_experiment_runs_on_tier_2(name, tmp_path, tmp_path_factory):
 
 
 # ---- minibatches (T4) and the evaluation at iteration 0 ----------------------------------------------------
-@pytest.mark.parametrize("minibatch, prompts", [(3, 8), (0, 8), (16, 8), (-1, 4)])
-def test_a_minibatch_that_does_not_divide_the_round_is_a_one_line_error(minibatch, prompts):
-    with pytest.raises(ConfigError, match=f"sampling.minibatch_prompts={minibatch} does not divide") as error:
-        SamplingConfig(prompts_per_round=prompts, minibatch_prompts=minibatch).check()
-    assert "\n" not in str(error.value) and "Fix:" in str(error.value)
-
-
 def test_minibatches_split_a_round_by_prompt_groups_in_order():
     rollout = Rollout(list(range(12)), torch.arange(12), torch.arange(12.0), samples_per_prompt=2)
     parts = minibatches_of(rollout, SamplingConfig(prompts_per_round=6, samples_per_prompt=2, minibatch_prompts=2))
