@@ -43,6 +43,11 @@ BAD_INPUT = [
     (["+foo=1"], "foo"),
     (["train.nope=1"], "train.nope"),
     (["-m", "algo=dpo,kto", "algo.betta=0.2"], "algo.beta"),
+    # loggers and tuned settings
+    (["logger=tensorbord"], "unknown logger 'tensorbord'"),
+    (["logger=[csv,wandbb]"], "unknown logger 'wandbb'"),
+    (["logger=wandb", "logger.wandb.mode=onlin"], "logger.wandb.mode=onlin is not a W&B mode"),
+    (["tuned=bandit_r1_online", "task.reward=r2"], "tuned=bandit_r1_online was tuned for"),
     # ranges: the root and the training loop
     (["num_seeds=0"], "num_seeds"),
     (["threads=0"], "threads"),
