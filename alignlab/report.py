@@ -63,7 +63,8 @@ def plan(task: str, only: list[str] | None) -> tuple[list[Finding], list[tuple[F
     chosen = [FINDINGS[i] for i in (only or FINDINGS)]
     runnable, skipped = [], []
     for finding in chosen:
-        missing = required_roles(OmegaConf.to_container(experiment_file(finding.experiment))) - set(roles)
+        wanted = required_roles(OmegaConf.to_container(experiment_file(finding.experiment)), finding.overrides)
+        missing = wanted - set(roles)
         if missing:
             skipped.append((finding, f"task={task} has no {', '.join(sorted(missing))} reward role"))
         else:

@@ -9,6 +9,10 @@ Each task config names its rewards by role in `task.roles` (bandit: `{hard: r1, 
 
 from __future__ import annotations
 
+import importlib.resources
+
+from omegaconf import OmegaConf
+
 from alignlab.errors import ConfigError
 
 ROLES = ("hard", "easy", "verifiable", "nonverifiable")
@@ -32,13 +36,39 @@ def resolve_reward(task_cfg: dict) -> dict:
     return task_cfg
 
 
-def required_roles(experiment_cfg) -> set[str]:
-    """The roles an experiment asks for: `task.reward` and every value it sweeps for `task.reward`."""
-    wanted = set()
-    reward = experiment_cfg.get("task", {}).get("reward")
-    if reward is not None:
-        wanted.add(str(reward))
-    sweep = experiment_cfg.get("hydra", {}).get("sweeper", {}).get("params", {}).get("task.reward")
-    if sweep is not None:
-        wanted.update(v.strip() for v in str(sweep).split(","))
-    return {r for r in wanted if r in ROLES}
+def mix_roles(reward_mix) -> set[str]:
+    """The roles among a `reward_mix`'s components (its weights, each domain's and each phase's weights)."""
+    if not isinstance(reward_mix, dict):
+        return set()
+    tables = [reward_mix.get("weights"), *(reward_mix.get("domains") or {}).values()]
+    tables += [phase.get("weights") for phase in reward_mix.get("schedule") or [] if isinstance(phase, dict)]
+    return {str(name) for table in tables if isinstance(table, dict) for name in table if name in ROLES}
+
+
+def mix_preset(name: str) -> dict:
+    """conf/mix/<name>.yaml's `reward_mix` (empty when there is no such preset)."""
+    path = importlib.resources.files("alignlab.conf") / "mix" / f"{name}.yaml"
+    if not path.is_file():
+        return {}
+    return OmegaConf.to_container(OmegaConf.load(str(path))).get("reward_mix") or {}
+
+
+def required_roles(experiment_cfg, overrides: tuple[str, ...] = ()) -> set[str]:
+    """The roles an experiment asks for: `task.reward` and every value it sweeps for `task.reward`, and every
+    role a reward mixture of it trains or evaluates on: its own `reward_mix`, and the conf/mix/ presets it selects
+    (defaults list) or sweeps (`mix: a,b`). `overrides` (`key=value`, as a finding passes them) count too."""
+    sweep = dict(experiment_cfg.get("hydra", {}).get("sweeper", {}).get("params", {}) or {})
+    for override in overrides:
+        key, _, value = override.partition("=")
+        sweep[key.lstrip("+~")] = value
+    rewards = {str(experiment_cfg.get("task", {}).get("reward"))}
+    if sweep.get("task.reward") is not None:
+        rewards.update(v.strip() for v in str(sweep["task.reward"]).split(","))
+    wanted = {r for r in rewards if r in ROLES} | mix_roles(experiment_cfg.get("reward_mix"))
+    presets = [str(v).strip() for v in str(sweep.get("mix", "")).split(",") if str(v).strip()]
+    for entry in experiment_cfg.get("defaults") or []:
+        if isinstance(entry, dict):
+            presets += [str(v) for k, v in entry.items() if k.split()[-1].strip("/") == "mix" and v is not None]
+    for preset in presets:
+        wanted |= mix_roles(mix_preset(preset))
+    return wanted

@@ -43,6 +43,11 @@ BAD_INPUT = [
     (["+foo=1"], "foo"),
     (["train.nope=1"], "train.nope"),
     (["-m", "algo=dpo,kto", "algo.betta=0.2"], "algo.beta"),
+    # loggers and tuned settings
+    (["logger=tensorbord"], "unknown logger 'tensorbord'"),
+    (["logger=[csv,wandbb]"], "unknown logger 'wandbb'"),
+    (["logger=wandb", "logger.wandb.mode=onlin"], "logger.wandb.mode=onlin is not a W&B mode"),
+    (["tuned=bandit_r1_online", "task.reward=r2"], "tuned=bandit_r1_online was tuned for"),
     # ranges: the root and the training loop
     (["num_seeds=0"], "num_seeds"),
     (["threads=0"], "threads"),
@@ -110,6 +115,52 @@ BAD_INPUT = [
     ([*T2, "task.corpus_error_rate=1.5"], "task.corpus_error_rate"),
     ([*T2, "task.reward=max_length"], "task.reward"),
     ([*T2, "algo.beta=0"], "algo.beta"),
+    ([*T2, "task.response_vocabulary=letters"], "task.response_vocabulary=letters"),
+    # minibatches inside a round (T4)
+    (["sampling.prompts_per_round=8", "sampling.minibatch_prompts=3"], "sampling.minibatch_prompts=3 does not divide"),
+    (["sampling.prompts_per_round=8", "sampling.minibatch_prompts=0"], "sampling.minibatch_prompts=0 does not divide"),
+    (["sampling.prompts_per_round=8", "sampling.minibatch_prompts=16"], "sampling.minibatch_prompts=16 does not divi"),
+    (["sampling.prompts_per_round=4", "sampling.minibatch_prompts=-1"], "sampling.minibatch_prompts=-1 does not divi"),
+    # data: recordings, warm starts, saved behaviour policies, reward mixtures (DATA holds the runs they point at)
+    (["sampling=offline", "sampling.dataset=DATA/nope"], "nope does not exist"),
+    (["sampling=offline", "sampling.dataset=DATA/empty_recording"], "empty_recording holds no Parquet"),
+    (["sampling=offline", "sampling.dataset=DATA/tajwar_recording"], "tajwar_recording is of task bandit_tajwar100"),
+    (["sampling=offline", "sampling.dataset=DATA/no_columns.jsonl"], "no_columns.jsonl lacks the column(s) reward"),
+    (["sampling.dataset=DATA/bandit_recording", "sampling.dataset_order=recorded"], "dataset_order=recorded replays"),
+    (
+        ["sampling=offline", "sampling.dataset=DATA/bandit_recording", "sampling.dataset_order=recorded"],
+        "asks for round 2",
+    ),
+    (
+        ["sampling=offline", "sampling.dataset=DATA/bandit_recording", "sampling.dataset_order=random"],
+        "dataset_order=random",
+    ),
+    (["init_from=DATA/nope"], "nope is not a run directory"),
+    (["init_from=DATA/unfinished"], "unfinished is a run that did not finish"),
+    (["init_from=DATA/policy_without_summary"], "summary is a run that did not finish"),
+    (["init_from=DATA/summary_without_policy"], "saved no final policy"),
+    (["init_from=DATA/tajwar_run"], "is a policy of task bandit_tajwar100"),
+    (["init_from=DATA/five_arm_run"], "five_arm_run holds a policy of another model"),
+    (["init_reference=nope"], "init_reference=nope"),
+    (["sampling=offline", "sampling.behaviour_from=DATA/tajwar_run"], "is a policy of task bandit_tajwar100"),
+    (["sampling=offline", "sampling.behaviour_from=DATA/five_arm_run"], "five_arm_run holds a policy of another"),
+    (["sampling=offline", "sampling.behaviour_from=DATA/unfinished"], "unfinished is a run that did not"),
+    (["reward_mix={weights: {r1: -1, r2: 2}}"], "reward_mix.weights.r1=-1.0 is negative"),
+    (["reward_mix={weights: {r1: 0, r2: 0}}"], "reward_mix.weights sum to zero"),
+    (["reward_mix={weights: {r3: 1}}"], "reward_mix names r3, not a bandit reward"),
+    (["reward_mix={weights: {hard: 1, verifiable: 1}}"], "reward_mix names verifiable"),
+    (
+        ["reward_mix={weights: {r1: 1}, schedule: [{fraction: 1, weights: {r2: 1}}]}"],
+        "exactly one of reward_mix.weights",
+    ),
+    (
+        ["reward_mix={schedule: [{iterations: 2, weights: {r1: 1}}, {iterations: 1, weights: {r2: 1}}]}"],
+        "lasts 3 iterations, longer",
+    ),
+    (
+        ["reward_mix={schedule: [{fraction: 0.7, weights: {r1: 1}}, {fraction: 0.7, weights: {r2: 1}}]}"],
+        "sum to 1.4, longer",
+    ),
     # tier 3, with the random `tiny` model: input files and settings (DATA is a folder of bad files)
     ([*T3, "task.model=DATA/not_a_model"], "task.model"),
     ([*T3, "task.device=cuda"], "task.device"),
@@ -161,6 +212,45 @@ def bad_files(folder: Path) -> None:
     import pandas as pd
 
     pd.DataFrame({"prompt": pd.Series([], dtype=str)}).to_parquet(folder / "empty.parquet")
+    (folder / "no_columns.jsonl").write_text('{"prompt": 0, "completion": 1}\n' * 4)
+    (folder / "empty_recording").mkdir(exist_ok=True)
+    (folder / "unfinished").mkdir(exist_ok=True)
+    bad_runs(folder)
+
+
+def bad_runs(folder: Path) -> None:
+    """The runs the data rows point at: one-round recordings of the bandit and of another task, and run
+    directories with or without their saved policy and summary (a finished run has both)."""
+    from alignlab.objectives import DPO
+    from alignlab.rundir import SUMMARY, write_json
+    from alignlab.sampling import SamplingConfig
+    from alignlab.train import TrainConfig, train
+    from alignlab.warmstart import save_policy
+    from bandits import BanditTask
+
+    tajwar = BanditTask(name="bandit_tajwar100", num_arms=100, reference="cauchy_tanh", r1_peak=70, r2_peak=20)
+    one_round = TrainConfig(iterations=1, lr=0.05, progress=False)
+    for name, task in (("bandit_recording", BanditTask()), ("tajwar_recording", tajwar)):
+        train(task, DPO(), SamplingConfig(), one_round, run_dir=folder / name, record_rollouts=True)
+    five_arms = BanditTask(num_arms=5, r1_peak=4)  # the bandit task, another model (5 arms, not 8)
+    runs = [("tajwar_run", tajwar, True, True), ("five_arm_run", five_arms, True, True)]
+    runs += [
+        ("policy_without_summary", BanditTask(), True, False),
+        ("summary_without_policy", BanditTask(), False, True),
+    ]
+    for name, task, policy, summary in runs:
+        (folder / name).mkdir(exist_ok=True)
+        if policy:
+            save_policy(folder / name, task, task.make_policy())
+        if summary:
+            write_json(folder / name / SUMMARY, {"reward": 0.0})
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    bad_files(folder)
+    return folder
 
 
 def with_data(args: list[str], folder: Path) -> list[str]:
@@ -206,14 +296,13 @@ def classify(code: int, stderr: str, key: str) -> str:
 
 
 @pytest.mark.parametrize("args, key", BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
-def test_bad_input_is_one_line_naming_the_key_and_nothing_is_written(tmp_path, args, key, monkeypatch):
+def test_bad_input_is_one_line_naming_the_key_and_nothing_is_written(tmp_path, data_dir, args, key, monkeypatch):
     if "task=full_scale" in args:
         pytest.importorskip("transformers")
     monkeypatch.setenv("ALIGNLAB_CACHE", str(tmp_path / "cache"))
-    bad_files(tmp_path / "data")
     work = tmp_path / "work"
     work.mkdir()
-    code, stderr = run_main([*FAST, *with_data(args, tmp_path / "data")], work)
+    code, stderr = run_main([*FAST, *with_data(args, data_dir)], work)
     assert classify(code, stderr, key) == "clean", (code, stderr)
     assert stderr.startswith("alignlab: error: ")
     assert not list(work.iterdir()), f"a refused command wrote {list(work.rglob('*'))}"

@@ -16,6 +16,7 @@ from alignlab.cli import build, run_experiment, run_name
 from alignlab.errors import ConfigError
 from alignlab.findings import FINDINGS, Verdict, iterations_to_level
 from alignlab.objectives import DPO
+from alignlab.report import plan
 from alignlab.roles import ROLES, required_roles, resolve_reward
 from alignlab.sampling import SamplingConfig, minibatches_of
 from alignlab.train import TrainConfig, train
@@ -148,6 +149,29 @@ def test_an_experiment_needs_the_roles_it_sweeps():
     assert ("online_vs_offline", "full_scale") not in pairs  # full_scale has no easy reward
 
 
+def test_an_experiment_needs_the_roles_of_its_reward_mixtures():
+    # T7 asks for task.reward=verifiable and sweeps conf/mix/ presets that also train on the nonverifiable role
+    assert required_roles(experiment("t7_reward_curriculum")) == {"verifiable", "nonverifiable"}
+    pairs = set(experiment_task_pairs())
+    assert ("t7_reward_curriculum", "synthetic_llm") in pairs
+    assert ("t7_reward_curriculum", "full_scale") not in pairs  # full_scale has verifiable, not nonverifiable
+    inline = {"task": {"reward": "hard"}, "reward_mix": {"domains": {"math": {"verifiable": 1, "r1": 1}}}}
+    assert required_roles(inline) == {"hard", "verifiable"}  # reward names (r1) are not roles
+    chosen = {"defaults": [{"override /mix": "nv_then_v"}], "task": {"reward": "easy"}}
+    chosen_mix = {"verifiable", "nonverifiable"}
+    assert required_roles(chosen) == {"easy", *chosen_mix}
+    # a finding's own overrides count; a component of weight 0 is still evaluated, so its role is needed too
+    assert required_roles({"task": {"reward": "hard"}}, ("mix=nonverifiable",)) == {"hard", *chosen_mix}
+
+
+def test_the_report_skips_a_finding_whose_mixture_needs_a_role_the_task_lacks():
+    runnable, skipped = plan("full_scale", ["T1", "T7-curriculum"])
+    assert runnable == [] and [f.id for f, _ in skipped] == ["T1", "T7-curriculum"]
+    assert skipped[1][1] == "task=full_scale has no nonverifiable reward role"
+    runnable, skipped = plan("synthetic_llm", ["T7-curriculum"])
+    assert [f.id for f in runnable] == ["T7-curriculum"] and skipped == []
+
+
 def run_corner(name: str, task: str, tmp_path, extra: list[str]) -> dict:
     """One job of the experiment (the last value of every swept key), through the CLI's run_experiment."""
     params = experiment(name)["hydra"]["sweeper"]["params"]
@@ -179,13 +203,6 @@ def test_every_experiment_runs_on_tier_2(name, tmp_path, tmp_path_factory):
 
 
 # ---- minibatches (T4) and the evaluation at iteration 0 ----------------------------------------------------
-@pytest.mark.parametrize("minibatch, prompts", [(3, 8), (0, 8), (16, 8), (-1, 4)])
-def test_a_minibatch_that_does_not_divide_the_round_is_a_one_line_error(minibatch, prompts):
-    with pytest.raises(ConfigError, match=f"sampling.minibatch_prompts={minibatch} does not divide") as error:
-        SamplingConfig(prompts_per_round=prompts, minibatch_prompts=minibatch).check()
-    assert "\n" not in str(error.value) and "Fix:" in str(error.value)
-
-
 def test_minibatches_split_a_round_by_prompt_groups_in_order():
     rollout = Rollout(list(range(12)), torch.arange(12), torch.arange(12.0), samples_per_prompt=2)
     parts = minibatches_of(rollout, SamplingConfig(prompts_per_round=6, samples_per_prompt=2, minibatch_prompts=2))
@@ -327,6 +344,7 @@ def test_a_verdict_has_one_of_three_statuses():
         (["task=bandits"], "unknown task 'bandits'"),
         (["task=full_scale", "--only", "T1"], "no finding runs on task=full_scale (its reward roles: hard, verif"),
         (["--only", "T9"], "unknown finding T9"),
+        (["task=full_scale", "--only", "T7-curriculum"], "no finding runs on task=full_scale (its reward roles"),
     ],
 )
 def test_the_report_stops_on_bad_input_before_writing(tmp_path, args, message):

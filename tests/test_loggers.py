@@ -111,21 +111,6 @@ def test_a_logger_whose_package_is_missing_names_the_pip_command(tmp_path, monke
         make_loggers({logger: {}}, tmp_path, {}, "sweep")
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["logger=tensorbord"], "unknown logger 'tensorbord'. Fix: did you mean logger=tensorboard?"),
-        (["logger=[csv,wandbb]"], "unknown logger 'wandbb'. Fix: did you mean logger=wandb?"),
-        (["logger=wandb", "logger.wandb.mode=onlin"], "logger.wandb.mode=onlin is not a W&B mode. Fix: use offline"),
-    ],
-)
-def test_a_bad_logger_stops_in_one_line(cli, args, message):
-    proc = cli(*FAST, *args, check=False)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"alignlab: error: {proc.stderr.strip().split('error: ', 1)[1]}"]
-    assert message in proc.stderr
-
-
 def test_distributions_csv_has_one_table_per_evaluation_ending_at_distribution_csv(cli):
     cli(*FAST, "train.eval_every=5", "hydra.run.dir=run")
     run_dir = cli.dir / "run"

@@ -242,8 +242,6 @@ def test_bad_task_arguments_are_config_errors(cache_dir):
         SyntheticLMTask(max_new_tokens=10, max_corpus_length=20, cache_dir=cache_dir)
     with pytest.raises(ConfigError, match="label_noise_beta"):
         SyntheticLMTask(label_noise_beta=-1.0, cache_dir=cache_dir)
-    with pytest.raises(ConfigError, match="task.response_vocabulary=letters.*Fix: use one of corpus, all"):
-        SyntheticLMTask(response_vocabulary="letters", cache_dir=cache_dir)
     with pytest.raises(ConfigError, match="temperature"):
         CausalLMPolicy(tiny_model(), 0, 2, 4, temperature=0.0)
 

@@ -71,16 +71,6 @@ def test_every_committed_tuned_file_applies_to_each_of_its_objectives(path):
             assert OmegaConf.select(cfg, key) == value
 
 
-def test_the_cli_refuses_a_tuned_file_for_another_reward(cli):
-    tuned = sorted(TUNED.glob("*.yaml"))
-    if not tuned:
-        pytest.skip("no tuned-settings file committed")
-    other = "r2" if OmegaConf.load(tuned[0]).reward == "r1" else "r1"
-    proc = cli(*FAST, f"tuned={tuned[0].stem}", f"task.reward={other}", check=False)
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert "was tuned for" in proc.stderr and f"task.reward={other}" in proc.stderr and "Fix: " in proc.stderr
-
-
 @pytest.mark.parametrize(
     "algo, keys", [("dpo", {"algo.beta"}), ("ipo", {"algo.tau"}), ("ppo", {"algo.clip_epsilon"}), ("sft", set())]
 )
