@@ -17,7 +17,8 @@ reward's evaluation: exact on a bandit, estimated on held-out prompts on a langu
 `prompt_domains(prompts)` can mix by domain. A task whose prompt set depends on the rewards it is scored with
 has `prepare_mixture(names_by_domain)`, called once before training (tier 3: a verifiable and a chat reward
 mixed by domain need generated problems and chat prompts). Each component is logged as `train/reward/<name>` and
-`eval/reward/<name>`; `train/reward` and `eval/reward` are the mixture itself, with the round's weights.
+`eval/reward/<name>` (by domain: the mean over the prompts it scores, NaN in a round with none of them);
+`train/reward` and `eval/reward` are the mixture itself, with the round's weights.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from alignlab.errors import ConfigError
 from alignlab.types import select
 
 KEYS = ("weights", "domains", "schedule")
+MIXTURE = "(mixture)"  # the key of the mixture itself among the rewards a task evaluates
 
 
 def check_weights(weights: dict, where: str) -> dict[str, float]:
@@ -196,11 +198,17 @@ class MixedRewardTask:
 
     def evaluate(self, policy, generator: torch.Generator) -> dict[str, float]:
         result = dict(self._task.evaluate(policy, generator))
-        values = self._task.evaluate_rewards(policy, generator, self.components)
+        rewards = dict(self.components)
+        if None not in self.weights:  # by domain: the mixture itself, each prompt scored by its domain's rewards
+            rewards[MIXTURE] = self.reward
+        values = self._task.evaluate_rewards(policy, generator, rewards)
+        mixture = values.pop(MIXTURE, None)
         result.update({f"reward/{name}": v for name, v in values.items()})
         weights = self.weights.get(None)
         if weights is not None:
             result["reward"] = sum(w * values[n] for n, w in weights.items()) / sum(weights.values())
+        elif mixture is not None:
+            result["reward"] = mixture
         return result
 
 

@@ -87,6 +87,8 @@ def test_a_domains_mixture_trains_on_both_kinds_of_prompts_and_evaluates_each_re
     chat = torch.tensor([2, 3])
     expected = task.reward_function("reward_model")([task.eval_prompts[i] for i in (2, 3)], samples[chat]).mean()
     assert result["reward/nonverifiable"] == pytest.approx(float(expected), abs=1e-6)
+    # eval/reward is the mixture: here the mean of 2 math samples (checker) and 2 chat samples (reward model)
+    assert result["reward"] == pytest.approx(0.5 * (result["reward/verifiable"] + expected.item()), abs=1e-6)
     assert {"reward/verifiable", "reward/nonverifiable", "kl_ref"} <= set(result)
     _, rows, _ = train(mixed, DPO(), SAMPLING, quick())
     assert {"train/reward/verifiable", "eval/reward/verifiable", "eval/reward/nonverifiable"} <= set(rows[-1])
