@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alignlab.errors import AlignlabError, ConfigError
 from alignlab.loggers import RunRecorder, start_loggers
+from alignlab.recording import check_recordable
 from alignlab.rewards import MixtureSpec, with_reward_mixture
 from alignlab.roles import resolve_reward
 from alignlab.rundir import (
@@ -362,6 +363,8 @@ def check_data_options(cfg: DictConfig, train_cfg: TrainConfig) -> None:
         raise ConfigError(f"init_reference={cfg.init_reference} is not a reference mode", "use keep or move")
     if cfg.get("reward_mix") is not None:
         MixtureSpec.from_config(OmegaConf.to_container(cfg.reward_mix, resolve=True), train_cfg.iterations)
+    if cfg.get("record_rollouts", False):
+        check_recordable()
 
 
 def run_seeds(cfg: DictConfig, run_dir: Path) -> dict:

@@ -13,7 +13,11 @@ One row per completion. Columns:
   token included, padding excluded);
 - `reward` (what the objective trained on) and `reward/<name>` for each component of a mixed reward;
 - `behaviour_logp` (log-prob of the whole completion under the policy that sampled it) and
-  `behaviour_token_logps` (per token), so that replayed data keeps its importance ratios;
+  `behaviour_token_logps` (per token), so that replayed data keeps its importance ratios; every row has them.
+  A row of offline data (`offline` true: sampling=offline, or the offline share of a round with
+  `sampling.offline_fraction`) carries the dataset's own behaviour log-probs, or the reference's when the
+  dataset has none (the task's reference samples, whose sampler is the reference; a preference-pairs file,
+  for which the reference's are the stand-in training uses too);
 - `prompt_text` / `completion_text` on language-model tiers (for reading; training uses the token ids).
 The file's metadata names the task and the completion type, so a recording of another task is refused.
 
@@ -25,11 +29,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from pathlib import Path
 
 import torch
 
-from alignlab.errors import DataError
+from alignlab.errors import ConfigError, DataError
 from alignlab.rundir import atomic_write_bytes
 from alignlab.types import LogProbs, Rollout
 
@@ -88,6 +93,8 @@ def rollout_columns(task, rollout: Rollout, round_number: int, sync: int) -> dic
     for key, value in rollout.extras.items():
         if key.startswith("reward/"):
             columns[key] = value.tolist()
+    if "offline" in rollout.extras:
+        columns["offline"] = (rollout.extras["offline"] > 0).tolist()
     if rollout.old_logps is not None:
         logps = rollout.old_logps
         columns["behaviour_logp"] = logps.sum().tolist()
@@ -97,6 +104,17 @@ def rollout_columns(task, rollout: Rollout, round_number: int, sync: int) -> dic
         if text is not None:
             columns[key.replace("_tokens", "_text")] = text
     return columns
+
+
+def check_recordable() -> None:
+    """A multi-process run (accelerate launch) is refused: each process draws its own share of every round's
+    prompts and only rank 0 writes the run directory, so the other ranks' samples would be missing."""
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes > 1:
+        raise ConfigError(
+            f"record_rollouts=true on {processes} processes would record only rank 0's share of each round",
+            "record on one process (without accelerate launch), or set record_rollouts=false",
+        )
 
 
 class Recorder:
@@ -222,7 +240,13 @@ def decode(frame, task, metadata: dict, samples_per_prompt: int) -> Rollout:
     rewards = torch.tensor(frame["reward"].to_numpy(), dtype=torch.float32)
     extras = {c: torch.tensor(frame[c].to_numpy(), dtype=torch.float32) for c in frame if c.startswith("reward/")}
     old_logps = None
-    if "behaviour_token_logps" in frame:
+    missing = frame["behaviour_token_logps"].isna() if "behaviour_token_logps" in frame else None
+    if missing is not None and missing.any() and not missing.all():
+        raise DataError(
+            f"{int(missing.sum())} of the recording's {len(frame)} rows have no behaviour_token_logps",
+            "give every row its behaviour log-probs, or drop the column (the reference's are then used)",
+        )
+    if missing is not None and not missing.all():
         rows = [list(r) for r in frame["behaviour_token_logps"]]
         width = max(len(r) for r in rows)
         tokens = torch.zeros(len(rows), width)

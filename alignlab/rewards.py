@@ -14,8 +14,11 @@ verifiable rewards, the reverse, or both mixed).
 A component may be named by its role (`verifiable`, `hard`, ...) when the task config has `roles`. The task
 supplies `reward_function(name)` (a reward callable) and `evaluate_rewards(policy, generator, rewards)` (each
 reward's evaluation: exact on a bandit, estimated on held-out prompts on a language model); a task with
-`prompt_domains(prompts)` can mix by domain. Each component is logged as `train/reward/<name>` and
-`eval/reward/<name>`; `train/reward` and `eval/reward` are the mixture itself, with the round's weights.
+`prompt_domains(prompts)` can mix by domain. A task whose prompt set depends on the rewards it is scored with
+has `prepare_mixture(names_by_domain)`, called once before training (tier 3: a verifiable and a chat reward
+mixed by domain need generated problems and chat prompts). Each component is logged as `train/reward/<name>` and
+`eval/reward/<name>` (by domain: the mean over the prompts it scores, NaN in a round with none of them);
+`train/reward` and `eval/reward` are the mixture itself, with the round's weights.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from dataclasses import dataclass
 import torch
 
 from alignlab.errors import ConfigError
+from alignlab.types import select
 
 KEYS = ("weights", "domains", "schedule")
+MIXTURE = "(mixture)"  # the key of the mixture itself among the rewards a task evaluates
 
 
 def check_weights(weights: dict, where: str) -> dict[str, float]:
@@ -56,6 +61,15 @@ class MixtureSpec:
             for weights in by_domain.values():
                 seen.extend(n for n in weights if n not in seen)
         return seen
+
+    @property
+    def names_by_domain(self) -> dict[str | None, list[str]]:
+        """Every reward each domain is scored with in some phase (None: every prompt)."""
+        out: dict[str | None, list[str]] = {}
+        for _, by_domain in self.phases:
+            for domain, weights in by_domain.items():
+                out.setdefault(domain, []).extend(n for n in weights if n not in out[domain])
+        return out
 
     @property
     def by_domain(self) -> bool:
@@ -134,6 +148,8 @@ class MixedRewardTask:
         self._task = task
         self.spec = spec
         roles = roles or {}
+        if hasattr(task, "prepare_mixture"):  # a task whose prompts depend on the rewards (tier 3: their domains)
+            task.prepare_mixture({d: [roles.get(n, n) for n in names] for d, names in spec.names_by_domain.items()})
         self.components = {name: task.reward_function(roles.get(name, name)) for name in spec.names}
         self.weights = spec.weights_at(0)
         self.last_reward_components: dict[str, torch.Tensor] = {}
@@ -147,33 +163,52 @@ class MixedRewardTask:
         self.weights = self.spec.weights_at(iteration)
 
     def reward(self, prompts: list, completions) -> torch.Tensor:
+        """The mixture's scores. By domain, each prompt is scored only by the rewards its domain weighs (a
+        verifiable reward may not even be defined on another domain's prompts); a component's logged scores are
+        NaN on the prompts it does not score."""
         from alignlab.train import check_rewards
 
-        names = sorted({n for w in self.weights.values() for n in w})
         count = len(prompts)
-        scores = {n: check_rewards(self.components[n](prompts, completions), count, f"reward {n}") for n in names}
-        self.last_reward_components = {f"reward/{n}": s for n, s in scores.items()}
         if None in self.weights:
+            names = sorted(self.weights[None])
+            scores = {n: check_rewards(self.components[n](prompts, completions), count, f"reward {n}") for n in names}
+            self.last_reward_components = {f"reward/{n}": s for n, s in scores.items()}
             return mix(scores, self.weights[None])
         domains = self._task.prompt_domains(prompts)
-        out = torch.zeros(len(prompts))
-        for domain in set(domains):
+        names = sorted({n for w in self.weights.values() for n in w})
+        components = {n: torch.full((count,), float("nan")) for n in names}
+        out = torch.zeros(count)
+        for domain in sorted(set(domains)):
             if domain not in self.weights:
                 raise ConfigError(
                     f"a prompt of domain {domain} has no weights in reward_mix.domains",
                     f"add reward_mix.domains.{domain}",
                 )
-            rows = torch.tensor([d == domain for d in domains])
-            out[rows] = mix({n: s[rows] for n, s in scores.items()}, self.weights[domain])
+            rows = torch.tensor([i for i, d in enumerate(domains) if d == domain], dtype=torch.long)
+            part_prompts, part = select(prompts, rows), select(completions, rows)
+            scores = {
+                n: check_rewards(self.components[n](part_prompts, part), len(rows), f"reward {n}")
+                for n in self.weights[domain]
+            }
+            out[rows] = mix(scores, self.weights[domain])
+            for n, s in scores.items():
+                components[n][rows] = s.float()
+        self.last_reward_components = {f"reward/{n}": s for n, s in components.items()}
         return out
 
     def evaluate(self, policy, generator: torch.Generator) -> dict[str, float]:
         result = dict(self._task.evaluate(policy, generator))
-        values = self._task.evaluate_rewards(policy, generator, self.components)
+        rewards = dict(self.components)
+        if None not in self.weights:  # by domain: the mixture itself, each prompt scored by its domain's rewards
+            rewards[MIXTURE] = self.reward
+        values = self._task.evaluate_rewards(policy, generator, rewards)
+        mixture = values.pop(MIXTURE, None)
         result.update({f"reward/{name}": v for name, v in values.items()})
         weights = self.weights.get(None)
         if weights is not None:
             result["reward"] = sum(w * values[n] for n, w in weights.items()) / sum(weights.values())
+        elif mixture is not None:
+            result["reward"] = mixture
         return result
 
 

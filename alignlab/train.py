@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from alignlab.errors import ConfigError, NumericalError, RewardError, check_range
 from alignlab.objectives.base import Objective
-from alignlab.recording import Recorder
+from alignlab.recording import Recorder, check_recordable
 from alignlab.rundir import (
     CHECKPOINT,
     METRICS,
@@ -164,6 +164,16 @@ def collect(sampler: Sampler, task, objective: Objective, reference, record: boo
             offline.ref_logps = reference.logprobs(offline.prompts, offline.completions)
             if offline.old_logps is None:
                 offline.old_logps = offline.ref_logps
+    if record and offline is not None:
+        # Offline rows are recorded with the behaviour log-probs training uses for them: the dataset's own, else
+        # the reference's; `offline` marks them in a round that mixes both (sampling.offline_fraction).
+        offline.extras["offline"] = torch.ones(len(offline))
+        if offline.old_logps is None:
+            with torch.no_grad():
+                ref_logps = offline.ref_logps
+                if ref_logps is None:
+                    ref_logps = reference.logprobs(offline.prompts, offline.completions)
+                offline.old_logps = ref_logps
     if completions is not None:
         online = Rollout(prompts, completions, score(task, prompts, completions), sampler.cfg.samples_per_prompt)
         online.extras.update(getattr(task, "last_reward_components", {}))
@@ -172,6 +182,8 @@ def collect(sampler: Sampler, task, objective: Objective, reference, record: boo
                 online.ref_logps = reference.logprobs(prompts, completions)
             if (objective.needs_old_logps and not old_logps_are_current(sampler, objective)) or record:
                 online.old_logps = behaviour.logprobs(prompts, completions)
+        if record:
+            online.extras["offline"] = torch.zeros(len(online))
         parts.append(online)
     return parts[0] if len(parts) == 1 else Rollout.cat(parts)
 
@@ -200,6 +212,8 @@ def train(
     with each finished metrics row (experiment trackers, the distribution at each evaluation).
     """
     check_run(objective, sampling, cfg)
+    if record_rollouts:
+        check_recordable()
 
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -263,7 +277,8 @@ def train(
         if recorder is not None:
             recorder.write(rollout, iteration + 1, sampler.syncs)
         row = {"iteration": iteration + 1, "train/reward": rollout.rewards.mean().item()}
-        row.update({f"train/{k}": v.mean().item() for k, v in rollout.extras.items() if k.startswith("reward/")})
+        # a component of a mixture by domain is NaN on the prompts it does not score
+        row.update({f"train/{k}": v.nanmean().item() for k, v in rollout.extras.items() if k.startswith("reward/")})
         # 4. targets, built once per minibatch of M prompts (the whole round by default), reused for T updates
         minibatches = [objective.prepare(part, iteration) for part in minibatches_of(rollout, sampling)]
         usable = [t for t in minibatches if t is not None and len(t.rollout) > 0]

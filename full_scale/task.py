@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from alignlab.errors import ConfigError, DataError, check_range
+from alignlab.roles import ROLES
 from alignlab.rundir import atomic_write_bytes
 from alignlab.types import Rollout
 from full_scale.arithmetic import arithmetic_problems
@@ -42,7 +44,20 @@ from full_scale.rewards import LengthReward, LLMJudge, MathReward, RewardModel
 from synthetic_llm.policy import CausalLMValue, TokenCompletions, model_max_context
 
 REWARDS = ("length", "reward_model", "judge", "math", "arithmetic")
+VERIFIABLE = ("math", "arithmetic")
+DOMAINS = ("math", "chat")  # a prompt with a gold answer, and one without (prompt_domains)
 BACKENDS = ("transformers", "vllm")
+
+
+@dataclass
+class NamedReward:
+    """One named tier-3 reward of a task, as a callable (prompts, completions) -> scores (for mixtures)."""
+
+    task: FullScaleTask
+    name: str
+
+    def __call__(self, prompts: list, completions: TokenCompletions) -> torch.Tensor:
+        return self.task.score_with(self.name, prompts, completions)
 
 
 class FullScaleTask:
@@ -153,6 +168,9 @@ class FullScaleTask:
         tokenizer_source = resolve_model(tokenizer, "task.tokenizer") if tokenizer else source
         self.tokenizer = load_tokenizer(tokenizer_source, chat_template)
         self.max_context = max_context
+        self.prompts_path = prompts
+        self.problem_args = (num_problems, max_operand, operations)
+        self.eval_count = eval_prompts
         if reward == "arithmetic":
             records = arithmetic_problems(num_problems, max_operand, operations)
         else:
@@ -165,14 +183,7 @@ class FullScaleTask:
                     f"{prompts or 'the sample file'} has {len(records)}",
                     "add gold answers to the prompts",
                 )
-        # Held-out prompts are evenly spaced through the file, so both kinds of prompts are evaluated.
-        held_out = held_out_rows(len(records), eval_prompts, prompts or "the sample prompts file")
-        duplicates = duplicated_held_out(records, held_out)
-        if duplicates:
-            print(
-                f"alignlab: warning: held-out prompts also among the training prompts: {', '.join(duplicates)}",
-                file=sys.stderr,
-            )
+        train_records, eval_records = self._split([(records, prompts or "the sample prompts file")])
         # A pairs file the user names is read now: a bad row stops the run before the model loads.
         self.pairs_path = pairs
         self.pairs: list[PairRecord] | None = load_pairs(pairs) if pairs is not None else None
@@ -194,20 +205,19 @@ class FullScaleTask:
             progress="generation",
         )
         self.records: dict[tuple, PromptRecord] = {}
-        self.train_prompts = [self.encode(r) for i, r in enumerate(records) if i not in held_out]
-        self.eval_prompts = [self.encode(r) for i, r in enumerate(records) if i in held_out]
+        self.train_prompts = [self.encode(r) for r in train_records]
+        self.eval_prompts = [self.encode(r) for r in eval_records]
 
-        # 3. the reward
-        if reward == "length":
-            self.reward_fn = LengthReward(length_target, max_new_tokens)
-        elif reward in ("math", "arithmetic"):
-            self.reward_fn = MathReward()
-        elif reward == "reward_model":
-            self.reward_fn = RewardModel.load(reward_model, self.device, self.dtype)
-        else:
-            self.reward_fn = self._make_judge(judge, judge_max_new_tokens)
-
+        # 3. the reward (and, for reward mixtures, the other named rewards: reward_function)
+        self.length_target = length_target
+        self.reward_model_path = reward_model
+        self.judge = judge
+        self.judge_max_new_tokens = judge_max_new_tokens
         self._policy: FullScalePolicy | None = None
+        self.reward_fn = self._make_reward(reward)
+        self._named_rewards: dict[str, object] = {}
+        self.reward_domains: dict[str, set[str]] = {}  # a mixture's reward -> the domains it scores (prepare_mixture)
+        self._eval_cache: tuple | None = None
         self._reference = None
         self._reference_eval: tuple[TokenCompletions, torch.Tensor] | None = None
         self.judge_is_policy = reward == "judge" and judge == "self"
@@ -215,6 +225,22 @@ class FullScaleTask:
         self.last_samples: list[dict] = []
 
     # ---- helpers -----------------------------------------------------------------------------------------
+    def _split(self, groups: list[tuple[list[PromptRecord], str]]) -> tuple[list[PromptRecord], list[PromptRecord]]:
+        """(training, held-out) prompts: `task.eval_prompts` of each group (a file, or a domain of a mixture's
+        prompt set), evenly spaced through it, so that every kind of prompt is evaluated."""
+        train, held = [], []
+        for records, where in groups:
+            held_out = held_out_rows(len(records), self.eval_count, where)
+            duplicates = duplicated_held_out(records, held_out)
+            if duplicates:
+                print(
+                    f"alignlab: warning: held-out prompts also among the training prompts: {', '.join(duplicates)}",
+                    file=sys.stderr,
+                )
+            train += [r for i, r in enumerate(records) if i not in held_out]
+            held += [r for i, r in enumerate(records) if i in held_out]
+        return train, held
+
     def encode(self, record: PromptRecord) -> torch.Tensor:
         """Chat-template a prompt into a 1-D LongTensor, checking it leaves room for the completion."""
         out = self.tokenizer.apply_chat_template(record.messages, add_generation_prompt=True, tokenize=True)
@@ -242,6 +268,19 @@ class FullScaleTask:
             self.tokenizer.decode(row[mask > 0].tolist(), skip_special_tokens=True)
             for row, mask in zip(completions.tokens, completions.mask, strict=False)
         ]
+
+    def _make_reward(self, name: str):
+        if name == "length":
+            return LengthReward(self.length_target, self.max_new_tokens)
+        if name in VERIFIABLE:
+            return MathReward()
+        if name == "reward_model":
+            if not self.reward_model_path:
+                raise ConfigError(
+                    "the reward reward_model needs a model", "set task.reward_model=/path/to/reward_model"
+                )
+            return RewardModel.load(self.reward_model_path, self.device, self.dtype)
+        return self._make_judge(self.judge, self.judge_max_new_tokens)
 
     def _make_judge(self, judge: str, max_new_tokens: int) -> LLMJudge:
         if judge == "self":  # self-rewarding (Yuan et al. 2024): the current policy judges its own samples
@@ -314,8 +353,92 @@ class FullScaleTask:
         return self.accelerator.prepare_model(value) if self.accelerator is not None else value
 
     def reward(self, prompts: list, completions: TokenCompletions) -> torch.Tensor:
+        return self.score_with(self.reward_name, prompts, completions)
+
+    def score_with(self, name: str, prompts: list, completions: TokenCompletions) -> torch.Tensor:
+        """The scores of the tier-3 reward `name` (the task's own reward_fn for task.reward)."""
+        scorer = self.reward_fn if name == self.reward_name else self._named_rewards[name]
         records = [self.record(p) for p in prompts]
-        return self.reward_fn.score(records, self.decode(completions), completions.lengths).float()
+        return scorer.score(records, self.decode(completions), completions.lengths).float()
+
+    # ---- reward mixtures (alignlab/rewards.py) -------------------------------------------------------------
+    def reward_function(self, name: str) -> NamedReward:
+        """The tier-3 reward called `name`, built once (a reward model or judge loads here)."""
+        if name not in REWARDS:
+            fix = f"use one of {', '.join(REWARDS)}"
+            if name in ROLES:  # a role this task has no reward for (tier 3 has no default nonverifiable one)
+                fix = f"give the role a reward, e.g. task.roles.{name}=reward_model task.reward_model=PATH"
+            raise ConfigError(f"reward_mix names {name}, not a tier-3 reward", fix)
+        if name != self.reward_name and name not in self._named_rewards:
+            self._named_rewards[name] = self._make_reward(name)
+        return NamedReward(self, name)
+
+    def prepare_mixture(self, names_by_domain: dict[str | None, list[str]]) -> None:
+        """The hook alignlab/rewards.py calls before training on a mixture of `names_by_domain` (reward names by
+        prompt domain; the key None: every sample): it sets the prompt set so that every prompt has a reward.
+
+        - By domain: the union of the domains' prompts, `task.eval_prompts` held out of each. `math`: the generated
+          arithmetic problems when a domain names `arithmetic`, else the prompt file's prompts with an answer;
+          `chat`: the prompt file's prompts without one. Each reward is evaluated on the domains that name it.
+        - Per sample with a verifiable reward (arithmetic, math): every sample is checked, so only prompts with
+          an answer (the `math` domain's); without one, the task's own prompts."""
+        names = sorted({n for group in names_by_domain.values() for n in group})
+        unknown = sorted(set(names_by_domain) - {None, *DOMAINS})
+        if unknown:
+            raise ConfigError(
+                f"reward_mix.domains names {', '.join(unknown)}, not a tier-3 prompt domain",
+                f"use the domains {' and '.join(DOMAINS)} (math: prompts with an answer; chat: the others)",
+            )
+        domains = [d for d in DOMAINS if d in names_by_domain]
+        if not domains and not any(n in VERIFIABLE for n in names):
+            return
+        domains = domains or ["math"]
+        groups = [(self._domain_records(d, names), f"the {d} prompts") for d in domains]
+        train_records, eval_records = self._split(groups)
+        self.train_prompts = [self.encode(r) for r in train_records]
+        self.eval_prompts = [self.encode(r) for r in eval_records]
+        self.reward_domains = {n: {d for d in domains if n in names_by_domain.get(d, names)} for n in names}
+        self._reference_eval = None
+
+    def _domain_records(self, domain: str, names: list[str]) -> list[PromptRecord]:
+        if domain == "math" and "arithmetic" in names:
+            return arithmetic_problems(*self.problem_args)
+        records = load_prompts(self.prompts_path or sample_file("prompts.jsonl"))
+        return [r for r in records if (r.answer is not None) == (domain == "math")]
+
+    def prompt_domains(self, prompts: list) -> list[str]:
+        """`math` for a prompt with a gold answer (a generated problem, a file prompt with `answer`), else `chat`."""
+        return ["math" if self.record(p).answer is not None else "chat" for p in prompts]
+
+    def rows_for(self, name: str, prompts: list) -> torch.Tensor | None:
+        """The indices of `prompts` that the reward `name` scores in evaluation (None: all of them): the domains
+        the mixture gives it, and for a verifiable reward only prompts with an answer."""
+        wanted = self.reward_domains.get(name) or ({"math"} if name in VERIFIABLE else None)
+        domains = self.prompt_domains(prompts)
+        if wanted is None or all(d in wanted for d in domains):
+            return None
+        return torch.tensor([i for i, d in enumerate(domains) if d in wanted], dtype=torch.long)
+
+    @torch.no_grad()
+    def evaluate_rewards(self, policy, generator: torch.Generator, rewards: dict) -> dict[str, float]:
+        """Each reward's mean on the held-out prompts of its kind (rows_for), on the samples of the evaluation
+        that just ran (the same policy) so that the components and the mixture are measured on one sample."""
+        policy = unwrap(policy)
+        cached, self._eval_cache = self._eval_cache, None
+        if cached is not None and cached[0] is policy:
+            prompts, samples = cached[1], cached[2]
+        else:
+            k = self.eval_samples_per_prompt
+            prompts = [p for p in self.eval_prompts for _ in range(k)]
+            samples = policy.sample(self.eval_prompts, k, generator)
+        result = {}
+        for key, fn in rewards.items():
+            rows = self.rows_for(getattr(fn, "name", key), prompts)
+            if rows is None:
+                result[key] = float(fn(prompts, samples).mean())
+            elif len(rows):
+                result[key] = float(fn([prompts[i] for i in rows.tolist()], samples[rows]).mean())
+        return result
 
     def sample_prompts(self, count: int, generator: torch.Generator) -> list:
         # Every process draws the same count * world indices (their generators stay in step) and keeps its share.
@@ -383,16 +506,25 @@ class FullScaleTask:
     def evaluate(self, policy, generator: torch.Generator) -> dict[str, float]:
         """On the held-out prompts: mean reward and length of policy samples, KL(pi || pi_ref) estimated
         from them (sum over tokens of log pi - log pi_ref, averaged), and the win rate of a policy sample
-        against a reference sample of the same prompt under the task's reward or judge (ties count 1/2)."""
+        against a reference sample of the same prompt under the task's reward or judge (ties count 1/2). In a
+        mixture's prompt set the reward and win rate are those of the prompts the task's reward scores
+        (rows_for); the samples are kept for evaluate_rewards."""
         policy = unwrap(policy)
         reference = AdapterOffReference(policy) if self.lora is not None else (self._reference or self.make_reference())
         k = self.eval_samples_per_prompt
         prompts = [p for p in self.eval_prompts for _ in range(k)]
+        rows = self.rows_for(self.reward_name, prompts)
+        scored = prompts if rows is None else [prompts[i] for i in rows.tolist()]
+
+        def score(samples: TokenCompletions) -> torch.Tensor:
+            return self.reward(scored, samples if rows is None else samples[rows])
+
         phases = 3 + (2 * (self._reference_eval is None) + self.judge_is_policy if self.win_rate else 0)
         bar = tqdm(total=phases, desc=f"evaluation on {len(prompts)} samples", unit="phase", delay=2.0, leave=False)
         samples = policy.sample(self.eval_prompts, k, generator)
+        self._eval_cache = (policy, prompts, samples)
         bar.update(1)
-        rewards = self.reward(prompts, samples)
+        rewards = score(samples)
         bar.update(1)
         kl = (policy.logprobs(prompts, samples).sum() - reference.logprobs(prompts, samples).sum()).mean()
         bar.update(1)
@@ -404,11 +536,11 @@ class FullScaleTask:
             if self._reference_eval is None:
                 reference_samples = reference.sample(self.eval_prompts, k, generator)
                 bar.update(1)
-                self._reference_eval = (reference_samples, self.reward(prompts, reference_samples))
+                self._reference_eval = (reference_samples, score(reference_samples))
                 bar.update(1)
             reference_samples, reference_rewards = self._reference_eval
             if self.judge_is_policy:
-                reference_rewards = self.reward(prompts, reference_samples)
+                reference_rewards = score(reference_samples)
                 bar.update(1)
             wins = (rewards > reference_rewards).float() + 0.5 * (rewards == reference_rewards).float()
             result["win_rate"] = wins.mean().item()
@@ -418,10 +550,13 @@ class FullScaleTask:
         if isinstance(self.reward_fn, LLMJudge) and self.reward_fn.calls:
             result["judge_parse_failures"] = self.reward_fn.parse_failures / self.reward_fn.calls
         texts = self.decode(samples)
+        per_row = [None] * len(prompts)
+        for i, r in zip(range(len(prompts)) if rows is None else rows.tolist(), rewards.tolist(), strict=True):
+            per_row[i] = r
         self.last_samples = [
-            {"prompt": self.record(p).text, "policy": t, "reward": float(r)}
+            {"prompt": self.record(p).text, "policy": t, "reward": per_row[i]}
             | ({"reference": reference_texts[i]} if reference_texts else {})
-            for i, (p, t, r) in enumerate(zip(prompts, texts, rewards, strict=False))
+            for i, (p, t) in enumerate(zip(prompts, texts, strict=False))
         ]
         return result
 

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from alignlab.errors import ConfigError, DataError
 from alignlab.objectives import DPO, GRPO, PPO
 from alignlab.recording import ROLLOUTS, Recording
 from alignlab.rewards import MixtureSpec, with_reward_mixture
@@ -88,6 +89,37 @@ def test_a_recording_has_one_row_per_sample_with_the_behaviour_logps(tmp_path):
     behaviour = torch.tensor(first["behaviour_logp"].to_numpy().copy()).float()
     assert torch.allclose(behaviour, ref[first["completion"].to_numpy()])
     assert torch.allclose(torch.tensor(frame["reward"].to_numpy()).float(), task.reward([], frame["completion"].values))
+
+
+@pytest.mark.parametrize("objective", [DPO, GRPO], ids=["dpo", "grpo"])
+def test_a_round_mixing_offline_and_online_data_is_recorded_with_every_rows_behaviour_logps(tmp_path, objective):
+    """sampling.offline_fraction: the offline rows carry the reference's log-probs (their sampler: the task's
+    offline data are reference samples), and the recording replays the mixed run exactly."""
+    task = BanditTask()
+    mixed = SamplingConfig(prompts_per_round=4, offline_fraction=0.5, offline_prompts=8)
+    _, rows, online = train(task, objective(), mixed, CFG, seed=1, run_dir=tmp_path, record_rollouts=True)
+    frame = pd.read_parquet(tmp_path / ROLLOUTS)
+    assert frame["behaviour_logp"].notna().all() and len(frame) == CFG.iterations * 4 * 4
+    assert frame.groupby("round")["offline"].sum().tolist() == [8] * CFG.iterations  # 2 of 4 prompts, 4 samples each
+    offline = frame[frame["offline"]]
+    reference = torch.log_softmax(task.ref_logits, 0)[offline["completion"].to_numpy()]
+    assert torch.allclose(torch.tensor(offline["behaviour_logp"].to_numpy()).float(), reference)
+    replay = SamplingConfig(sync_every=None, prompts_per_round=4, dataset=str(tmp_path), dataset_order="recorded")
+    _, replay_rows, replayed = train(task, objective(), replay, CFG, seed=1)
+    assert torch.equal(online.logits, replayed.logits)
+    assert [r.get("loss/total") for r in rows] == [r.get("loss/total") for r in replay_rows]
+
+
+def test_an_offline_run_is_recorded_with_behaviour_logps_and_a_file_missing_some_is_refused(tmp_path):
+    task = BanditTask()
+    offline = SamplingConfig(sync_every=None, offline_prompts=8)
+    train(task, DPO(), offline, CFG, seed=0, run_dir=tmp_path, record_rollouts=True)
+    frame = pd.read_parquet(tmp_path / ROLLOUTS)
+    assert frame["offline"].all() and frame["behaviour_logp"].notna().all()
+    frame.loc[0, "behaviour_token_logps"] = None
+    frame.to_parquet(tmp_path / "partial.parquet")
+    with pytest.raises(DataError, match="1 of the recording's .* rows have no behaviour_token_logps"):
+        Recording(tmp_path / "partial.parquet", task, 4)
 
 
 def test_a_resumed_run_continues_the_recording_without_duplicates(tmp_path):
@@ -183,6 +215,16 @@ def test_a_mixture_by_prompt_domain_scores_each_prompt_with_its_domains_reward()
         task.reward_function("r1")([0], torch.tensor([0])).item(),
         1.0,
     ]
+
+
+def test_recording_on_several_processes_is_refused_before_any_work(tmp_path, monkeypatch):
+    """What `accelerate launch --num_processes 2` sets, without launching: only rank 0 writes the run directory,
+    so a recording would hold only its share; the run stops with one line naming the fix."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="only rank 0's share") as error:
+        train(BanditTask(), DPO(), SamplingConfig(), CFG, run_dir=tmp_path, record_rollouts=True)
+    assert "Fix:" in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / ROLLOUTS).exists()
 
 
 # ---- the contextual bandit -----------------------------------------------------------------------------
