@@ -138,7 +138,13 @@ def tune(argv: list[str] | None = None) -> Path:
     if earlier is not None and (earlier.task, earlier.reward, earlier.sampling) != here:
         raise SystemExit(f"alignlab-tune: {out} holds settings for another setting. Fix: choose --out.")
     if earlier is not None and earlier.get("score") != score_words(cfg):
-        earlier = None  # scored another way: its other objectives' settings are not kept beside the new ones
+        if args.algos:  # a file of one score only: settings scored two ways would not compare
+            scored = earlier.get("score", f"the mean of {earlier.get('seeds')} seeds")
+            raise SystemExit(
+                f"alignlab-tune: {out} holds settings scored by {scored}, "
+                f"not by {score_words(cfg)}. Fix: tune every objective (drop --algos), or choose --out."
+            )
+        earlier = None  # every objective is tuned again: the file is replaced
     log_dir = Path(cfg.hydra.sweep.dir).parent / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

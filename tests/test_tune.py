@@ -160,6 +160,16 @@ def test_alignlab_tune_refuses_a_bad_aggregate_before_it_tunes(cli):
     assert not (cli.dir / "multirun").exists()
 
 
+def test_alignlab_tune_refuses_to_mix_two_scores_in_one_file(cli):
+    """Tuning one objective into a file whose others were scored by the mean of 3 seeds stops before it tunes."""
+    out = cli.dir / "old.yaml"
+    out.write_text(json.dumps({**SETTINGS, "seeds": 3, "best_reward": {"dpo": 0.99}}))
+    proc = cli("--algos", "sft", "--out", str(out), module="alignlab.tune", check=False)
+    assert proc.returncode != 0 and "Fix: tune every objective (drop --algos), or choose --out" in proc.stderr
+    assert "holds settings scored by the mean of 3 seeds, not by the min (worst seed) over 5 seeds" in proc.stderr
+    assert not (cli.dir / "multirun").exists()
+
+
 @pytest.mark.parametrize("aggregate, expected", [("mean", 0.98), ("min", 0.9), ("quantile", 1.0)])
 def test_the_sweeper_receives_the_score_of_the_seeds_summaries(tmp_path, aggregate, expected):
     """The callback reads each seed's seed=K/summary.json of a num_seeds job, not the job's mean."""
