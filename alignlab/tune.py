@@ -7,14 +7,16 @@ Then:            alignlab algo=dpo task.reward=r1 sampling=online tuned=bandit_r
 
 `experiment=tune` (conf/experiment/tune.yaml) searches `train.lr` and the objective's own setting (its beta, tau
 or clip range: the table `tune.knobs` there) with Optuna's TPE sampler, each trial being `num_seeds` runs, and
-maximises their mean final reward. `alignlab-tune` runs that sweep for every objective (`jobs` at a time) and
-gathers each one's best settings into one tuned-settings file.
+maximises one score per trial: `tune.aggregate` of the seeds' final `tune.metric` (`mean`, `min`: the worst
+seed, or `quantile`: the `tune.quantile` quantile). `alignlab-tune` runs that sweep for every objective (`jobs`
+at a time) and gathers each one's best settings into one tuned-settings file.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.resources
+import json
 import subprocess
 import sys
 import time
@@ -24,9 +26,12 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from alignlab.errors import ConfigError
+from alignlab.roles import resolve_reward
 from alignlab.tuning import tuned_name
 
 RESULTS = "optimization_results.yaml"
+AGGREGATES = ("mean", "min", "quantile")
 
 
 def search_space(cfg: DictConfig, trial) -> None:
@@ -35,15 +40,53 @@ def search_space(cfg: DictConfig, trial) -> None:
         trial.suggest_float(key, space.low, space.high, log=space.get("log", False))
 
 
-class ObjectiveValue(Callback):
-    """Hand the sweeper one number per job: summary[`metric`] (a run returns its whole summary)."""
+def check_aggregate(aggregate: str, quantile: float) -> None:
+    if aggregate not in AGGREGATES:
+        raise ConfigError(f"tune.aggregate={aggregate} is not one of {', '.join(AGGREGATES)}", "set tune.aggregate=min")
+    if aggregate == "quantile" and not 0.0 <= float(quantile) <= 1.0:
+        raise ConfigError(f"tune.quantile={quantile} is outside [0, 1]", "set tune.quantile=0.25")
 
-    def __init__(self, metric: str = "reward"):
-        self.metric = metric
+
+def trial_score(values: list[float], aggregate: str, quantile: float = 0.25) -> float:
+    """One trial's score from its seeds' final values: their mean, their minimum (the worst seed), or their
+    `quantile` quantile (linear interpolation between order statistics; 0 is the minimum, 0.5 the median)."""
+    check_aggregate(aggregate, quantile)
+    ordered = sorted(float(v) for v in values)
+    if aggregate == "mean":
+        return sum(ordered) / len(ordered)
+    if aggregate == "min":
+        return ordered[0]
+    position = float(quantile) * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (position - low) * (ordered[high] - ordered[low])
+
+
+def seed_values(summary: dict, run_dir: Path, metric: str) -> list[float]:
+    """Each seed's final `metric`: a `num_seeds` job's seed=K/summary.json files, or a single run's summary."""
+    if "num_seeds" not in summary:
+        return [float(summary[metric])]
+    return [float(json.loads((run_dir / f"seed={s}" / "summary.json").read_text())[metric]) for s in summary["seeds"]]
+
+
+class ObjectiveValue(Callback):
+    """Hand the sweeper one number per job: `aggregate` over the seeds of each seed's summary[`metric`]."""
+
+    def __init__(self, metric: str = "reward", aggregate: str = "mean", quantile: float = 0.25):
+        check_aggregate(aggregate, quantile)
+        self.metric, self.aggregate, self.quantile = metric, aggregate, float(quantile)
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
-        if isinstance(getattr(job_return, "_return_value", None), dict):
-            job_return.return_value = float(job_return._return_value[self.metric])
+        summary = getattr(job_return, "_return_value", None)
+        if isinstance(summary, dict):
+            values = seed_values(summary, Path(config.hydra.runtime.output_dir), self.metric)
+            job_return.return_value = trial_score(values, self.aggregate, self.quantile)
+
+
+def score_words(cfg: DictConfig) -> str:
+    """How a trial is scored, in words: 'the min over 5 seeds of the final reward'."""
+    what = {"mean": "mean", "min": "min (worst seed)", "quantile": f"{cfg.tune.quantile} quantile"}
+    return f"the {what[cfg.tune.aggregate]} over {cfg.num_seeds} seeds of the final {cfg.tune.metric}"
 
 
 def all_objectives() -> list[str]:
@@ -83,8 +126,25 @@ def tune(argv: list[str] | None = None) -> Path:
 
     algos = args.algos.split(",") if args.algos else all_objectives()
     cfg = compose_config("experiment=tune", f"algo={algos[0]}", *args.overrides)
-    name = tuned_name(cfg.task.name, cfg.task.reward, cfg.sampling.name)
+    try:
+        check_aggregate(cfg.tune.aggregate, cfg.tune.quantile)
+    except ConfigError as error:
+        raise SystemExit(f"alignlab-tune: {error}") from None
+    reward = resolve_reward(OmegaConf.to_container(cfg.task))["reward"]  # a role (hard) is saved as its name (r1)
+    name = tuned_name(cfg.task.name, reward, cfg.sampling.name)
     out = args.out or tuned_dir() / f"{name}.yaml"
+    earlier = OmegaConf.load(out) if out.exists() else None
+    here = (cfg.task.name, reward, cfg.sampling.name)
+    if earlier is not None and (earlier.task, earlier.reward, earlier.sampling) != here:
+        raise SystemExit(f"alignlab-tune: {out} holds settings for another setting. Fix: choose --out.")
+    if earlier is not None and earlier.get("score") != score_words(cfg):
+        if args.algos:  # a file of one score only: settings scored two ways would not compare
+            scored = earlier.get("score", f"the mean of {earlier.get('seeds')} seeds")
+            raise SystemExit(
+                f"alignlab-tune: {out} holds settings scored by {scored}, "
+                f"not by {score_words(cfg)}. Fix: tune every objective (drop --algos), or choose --out."
+            )
+        earlier = None  # every objective is tuned again: the file is replaced
     log_dir = Path(cfg.hydra.sweep.dir).parent / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -92,36 +152,33 @@ def tune(argv: list[str] | None = None) -> Path:
         results = list(pool.map(lambda a: tune_one(a, args.overrides, log_dir), algos))
     seconds = time.perf_counter() - started
 
-    earlier = OmegaConf.load(out) if out.exists() else OmegaConf.create({"settings": {}, "best_reward": {}})
-    here = (cfg.task.name, cfg.task.reward, cfg.sampling.name)
-    if out.exists() and (earlier.task, earlier.reward, earlier.sampling) != here:
-        raise SystemExit(f"alignlab-tune: {out} holds settings for another setting. Fix: choose --out.")
     tuned = OmegaConf.create(
         {
             "name": name,
             "task": cfg.task.name,
-            "reward": cfg.task.reward,
+            "reward": reward,
             "sampling": cfg.sampling.name,
             "trials": int(cfg.hydra.sweeper.n_trials),
             "seeds": int(cfg.num_seeds),
             "iterations": int(cfg.train.iterations),
-            "settings": earlier.settings,
-            "best_reward": earlier.best_reward,
+            "score": score_words(cfg),
+            "settings": earlier.settings if earlier is not None else {},
+            "best_score": earlier.best_score if earlier is not None else {},
         }
     )
     for algo, best, value, _ in results:
         tuned.settings[algo] = best
-        tuned.best_reward[algo] = round(value, 6)
+        tuned.best_score[algo] = round(value, 6)
     header = (
         "# @package tuned\n"
         f"# Written by alignlab-tune {' '.join(args.overrides)}: for each objective the best of "
-        f"{tuned.trials} Optuna (TPE) trials,\n# each trial the mean final reward of {tuned.seeds} seeds. "
-        f"Use: alignlab algo=dpo tuned={name} task.reward={cfg.task.reward} sampling={cfg.sampling.name}\n"
+        f"{tuned.trials} Optuna (TPE) trials,\n# each trial scored by {tuned.score}. "
+        f"Use: alignlab algo=dpo tuned={name} task.reward={reward} sampling={cfg.sampling.name}\n"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(header + OmegaConf.to_yaml(tuned, sort_keys=False))
     for algo, best, value, secs in results:
-        print(f"alignlab-tune: {algo}: best reward {value:.4f} with {best} ({secs:.0f} s)")
+        print(f"alignlab-tune: {algo}: best score {value:.4f} with {best} ({secs:.0f} s)")
     print(f"alignlab-tune: {len(algos)} objectives tuned in {seconds:.0f} s -> {out}")
     return out
 

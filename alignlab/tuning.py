@@ -12,7 +12,9 @@ regime it was tuned, and the best settings found for each objective:
       ...
 
 `alignlab algo=dpo tuned=bandit_r1_online` runs DPO with those settings; the file's settings win over the task's
-defaults. A file tuned for another task, reward or regime, or without the objective, stops the run in one line.
+defaults. Rewards compare by name after roles are resolved (alignlab/roles.py): on the bandit, whose `hard` role
+is r1, `task.reward=hard` and `task.reward=r1` both take a file tuned on r1. A file tuned for another task, reward
+or regime, or without the objective, stops the run in one line.
 """
 
 from __future__ import annotations
@@ -26,25 +28,36 @@ def tuned_name(task: str, reward: str, sampling: str) -> str:
     return f"{task}_{reward}_{sampling}"
 
 
+def reward_name(reward: str, roles) -> str:
+    """A reward's name: a role (hard) mapped through the task's `roles` ({hard: r1}), a name left as it is."""
+    return str((roles or {}).get(reward, reward))
+
+
 def apply_tuned(cfg: DictConfig) -> DictConfig:
     """`cfg` with the tuned settings of its objective applied (a copy), or `cfg` itself without `tuned`."""
     tuned = OmegaConf.select(cfg, "tuned", default=None)
     if tuned is None:
         return cfg
     name = tuned.get("name") or tuned_name(tuned.task, tuned.reward, tuned.sampling)
-    here = {"task": cfg.task.name, "task.reward": cfg.task.reward, "sampling": cfg.sampling.name}
-    there = {"task": tuned.task, "task.reward": tuned.reward, "sampling": tuned.sampling}
+    roles = OmegaConf.select(cfg, "task.roles", default=None)
+    asked = str(cfg.task.reward)
+    reward = reward_name(asked, roles)
+    there_reward = reward_name(tuned.reward, roles) if tuned.task == cfg.task.name else str(tuned.reward)
+    here = {"task": cfg.task.name, "task.reward": reward, "sampling": cfg.sampling.name}
+    there = {"task": tuned.task, "task.reward": there_reward, "sampling": tuned.sampling}
     if here != there:
-        wanted = " ".join(f"{k}={v}" for k, v in here.items())
+        shown = {**here, "task.reward": asked if asked == reward else f"{asked} ({reward})"}
+        wanted = " ".join(f"{k}={v}" for k, v in shown.items())
+        fix = " ".join(f"{k}={v}" for k, v in {**here, "task.reward": asked}.items())
         raise ConfigError(
             f"tuned={name} was tuned for {' '.join(f'{k}={v}' for k, v in there.items())}, not for {wanted}",
-            f"tune this setting with `alignlab-tune {wanted}`, or drop tuned={name}",
+            f"tune this setting with `alignlab-tune {fix}`, or drop tuned={name}",
         )
     algo = cfg.algo.name
     if algo not in tuned.settings:
         raise ConfigError(
             f"tuned={name} has no settings for algo={algo} (it has {', '.join(tuned.settings)})",
-            f"tune it with `alignlab-tune {' '.join(f'{k}={v}' for k, v in there.items())} algos=[{algo}]`, "
+            f"tune it with `alignlab-tune {' '.join(f'{k}={v}' for k, v in there.items())} --algos {algo}`, "
             f"or drop tuned={name}",
         )
     cfg = cfg.copy()

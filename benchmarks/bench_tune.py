@@ -1,8 +1,9 @@
 """Tuning time: every objective's Optuna sweep on the 8-armed bandit (`alignlab-tune`), wall clock.
 
 Goal: all 16 objectives in under 15 minutes on this 2-core machine. Each objective: `hydra.sweeper.n_trials`
-trials (12) x `num_seeds` seeds (3) x 300 iterations, two objectives at a time (--jobs). The sweeps run in a
-temporary directory; the tuned-settings file goes to conf/tuned/ (or --out).
+trials (12) x `num_seeds` seeds (5) x 300 iterations, two objectives at a time (--jobs). The CPU time printed
+(the sweeps' processes) is the figure to compare between machines or loads; the wall clock depends on the load.
+The sweeps run in a temporary directory; the tuned-settings file goes to conf/tuned/ (or --out).
 
     python benchmarks/bench_tune.py task.reward=r1 sampling=online
     python benchmarks/bench_tune.py --algos dpo,ipo task.reward=r2 sampling=offline
