@@ -1,13 +1,10 @@
-"""alignlab.optim.Adam is torch.optim.Adam bit for bit on CPU, reads and writes its state dicts, and keeps
-torch._dynamo (about 0.9 s of start-up) out of a bandit run."""
+"""alignlab.optim.Adam is torch.optim.Adam bit for bit on CPU and reads and writes its state dicts (that it keeps
+torch._dynamo out of a run: tests/test_startup.py)."""
 
 from __future__ import annotations
 
 import copy
 import io
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -146,22 +143,3 @@ def test_make_optimizer_takes_ours_on_cpu_and_torch_otherwise():
     ours = make_optimizer(list(mlp(6).parameters()), lr=0.1)
     theirs = torch.optim.Adam(mlp(6).parameters(), lr=0.1)
     assert copy.deepcopy(ours.state_dict()["param_groups"]) == theirs.state_dict()["param_groups"]
-
-
-def test_a_bandit_run_never_imports_torch_dynamo(tmp_path):
-    """torch.optim (and anything else that imports torch._dynamo) costs about 0.9 s of every run's start-up."""
-    code = (
-        "import atexit, sys\n"
-        "atexit.register(lambda: print('torch._dynamo imported:', 'torch._dynamo' in sys.modules))\n"
-        "from alignlab.cli import main\n"
-        "sys.argv = ['alignlab', 'task=bandit', 'plot=false', 'train.iterations=5', 'train.checkpoint_every=2',\n"
-        "            'hydra.run.dir=run']\n"
-        "main()\n"
-    )
-    env = dict(os.environ, HYDRA_FULL_ERROR="0")
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "run" / "summary.json").exists()
-    assert "torch._dynamo imported: False" in proc.stdout, proc.stdout
