@@ -7,6 +7,7 @@ sweep can simply be launched again.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import importlib.resources
@@ -21,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from alignlab.errors import AlignlabError, ConfigError
 from alignlab.loggers import RunRecorder, start_loggers
@@ -187,19 +188,30 @@ def composition_error_message(error: Exception, cfg: DictConfig | None) -> str:
     return " ".join(str(error).split())
 
 
-def precheck(argv: list[str]) -> None:
+UNKNOWN = object()  # precheck did not compose the config that Hydra runs
+
+
+def precheck(argv: list[str]):
     """Compose and check the config before Hydra creates anything: an unknown option or key, a wrong type or an
-    out-of-range value stops here with one line naming the key and the fix, and nothing is written."""
+    out-of-range value stops here with one line naming the key and the fix, and nothing is written.
+
+    Returns the composed `hydra.mode` when the command runs one configuration and no Hydra override can change
+    it (Hydra then need not compose the config again to read it: `known_mode`), UNKNOWN otherwise."""
     from hydra import compose, initialize_config_module
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     if any(a.startswith(("hydra.searchpath", "--config-dir", "-cd")) for a in argv):
-        return  # options may come from another config directory: Hydra checks them
+        return UNKNOWN  # options may come from another config directory: Hydra checks them
     try:
         overrides = OverridesParser.create().parse_overrides(_overrides(argv))
     except Exception as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         fail(f"{first}. Fix: quote a value with spaces or special characters, e.g. 'task.chat_template=\"...\"'.")
+    mode_is_fixed = all(
+        o.key_or_group.startswith("hydra.") and not o.key_or_group.startswith("hydra.mode")
+        for o in overrides
+        if o.is_hydra_override()
+    )
     overrides = [o for o in overrides if not o.is_hydra_override()]
     fixed, sweeps = [], []
     for o in overrides:
@@ -221,12 +233,13 @@ def precheck(argv: list[str]) -> None:
                         hint = _suggest_option(key, str(item), options)
                         fail(f"unknown {key} '{item}'. Fix: {hint}choose one of {', '.join(options)}.")
     if not overrides:
-        return  # the shipped defaults: test_config.py composes and checks them
+        return UNKNOWN  # the shipped defaults: test_config.py composes and checks them
     variants = [fixed] + [fixed + [v] for sweep in sweeps for v in sweep]
+    one_run = len(variants) == 1 and mode_is_fixed
     with initialize_config_module("alignlab.conf", version_base="1.3"):
         for variant in variants:
             try:
-                cfg = compose("config", overrides=variant)
+                cfg = compose("config", overrides=variant, return_hydra_config=one_run)
             except Exception as error:
                 selections = [v for v in variant if v.split("=", 1)[0] in GROUPS]
                 try:
@@ -234,10 +247,33 @@ def precheck(argv: list[str]) -> None:
                 except Exception:
                     plain = None
                 fail(composition_error_message(error, plain))
+            if one_run:
+                mode = cfg.hydra.mode
+                with open_dict(cfg):
+                    del cfg["hydra"]
             try:
                 check_settings(cfg)
             except AlignlabError as error:
                 fail(str(error))
+    return mode if one_run else UNKNOWN
+
+
+@contextlib.contextmanager
+def known_mode(mode):
+    """Hydra composes the whole config once only to read `hydra.mode` (Hydra.get_mode), then again to run it;
+    when the precheck has read it (`mode` is not UNKNOWN), that first composition is skipped: one composition
+    less in every run's start-up."""
+    from hydra._internal.hydra import Hydra
+
+    original = getattr(Hydra, "get_mode", None)
+    if mode is UNKNOWN or original is None:
+        yield
+        return
+    Hydra.get_mode = lambda self, config_name, overrides: mode
+    try:
+        yield
+    finally:
+        Hydra.get_mode = original
 
 
 def check_settings(cfg: DictConfig) -> None:
@@ -434,8 +470,8 @@ def run(cfg: DictConfig) -> dict | None:
 
 
 def main() -> None:
-    precheck(sys.argv[1:])
-    run()
+    with known_mode(precheck(sys.argv[1:])):
+        run()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from alignlab.errors import ConfigError, NumericalError, RewardError, check_range
 from alignlab.objectives.base import Objective
+from alignlab.optim import make_optimizer
 from alignlab.recording import Recorder, check_recordable
 from alignlab.rundir import (
     CHECKPOINT,
@@ -222,7 +223,7 @@ def train(
     extra_modules = objective.setup(task)
     params = [p for p in policy.parameters() if p.requires_grad]
     params += [p for m in extra_modules for p in m.parameters()]
-    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    optimizer = make_optimizer(params, lr=cfg.lr)
     sampler = Sampler(sampling, task, policy, generator)
     sampler.check_rounds(cfg.iterations)
     if sampler.offline is not None:
