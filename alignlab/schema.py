@@ -143,6 +143,7 @@ class FullScaleTaskConfig(TaskConfig):
     reward_model: str | None = None
     judge: str = "self"
     judge_max_new_tokens: int = 128
+    judge_scoring: str = "generate"  # generate (parse a verdict) | probabilities (E[score] over "0".."5")
     prompts: str | None = None
     pairs: str | None = None
     eval_prompts: int = 8  # >= 1

@@ -244,35 +244,86 @@ def parse_judge_score(text: str) -> float | None:
     return None
 
 
-class LLMJudge:
-    """An LLM scores each response 0-5 with the additive prompt, greedily; an unparseable verdict scores 0
-    and is counted in `parse_failures`. With the policy itself as the judge this is self-rewarding."""
+JUDGE_SCORINGS = ("generate", "probabilities")
+# probabilities: the judge's answer is forced to start with this, and the score is read from the next token.
+SCORE_PREFIX = "Score: "
+SCORE_VALUES = tuple(range(6))  # the additive prompt's 0-5 points
 
-    def __init__(self, model_fn: Callable[[], nn.Module], tokenizer, max_new_tokens: int = 128, batch_size: int = 8):
+
+def score_token_ids(tokenizer) -> list[int]:
+    """The token ids of the digits 0-5 as they follow SCORE_PREFIX, or a ConfigError when the tokenizer has no
+    single token per digit there (then the next-token distribution cannot hold the score)."""
+    prefix = tokenizer.encode(SCORE_PREFIX, add_special_tokens=False)
+    ids = []
+    for value in SCORE_VALUES:
+        full = tokenizer.encode(f"{SCORE_PREFIX}{value}", add_special_tokens=False)
+        split = len(full) != len(prefix) + 1 or full[: len(prefix)] != prefix
+        if split or full[-1] in ids or full[-1] == tokenizer.unk_token_id:
+            raise ConfigError(
+                f"task.judge_scoring=probabilities needs one token per score digit after {SCORE_PREFIX!r}, but the "
+                f"judge's tokenizer splits {SCORE_PREFIX + str(value)!r} as "
+                f"{tokenizer.convert_ids_to_tokens(full)}",
+                "use task.judge_scoring=generate with this judge",
+            )
+        ids.append(full[-1])
+    return ids
+
+
+class LLMJudge:
+    """An LLM scores each response 0-5 with the additive prompt. With the policy itself as the judge this is
+    self-rewarding.
+
+    scoring="generate" (Yuan et al. 2024): a greedy verdict of up to `max_new_tokens` tokens, parsed by
+    `parse_judge_score`; an unparseable verdict scores 0 and is counted in `parse_failures`.
+    scoring="probabilities" (G-Eval, Liu et al. 2023, arXiv:2303.16634): the judge's answer starts with
+    "Score: ", and the score is the expected value of 0-5 under the judge's next-token probabilities of the
+    tokens "0".."5", renormalised over those six: one forward pass per request, no generation, never a
+    parse failure."""
+
+    def __init__(
+        self,
+        model_fn: Callable[[], nn.Module],
+        tokenizer,
+        max_new_tokens: int = 128,
+        batch_size: int = 8,
+        scoring: str = "generate",
+    ):
+        if scoring not in JUDGE_SCORINGS:
+            raise ConfigError(
+                f"task.judge_scoring={scoring} is not a judge scoring mode", f"use one of {', '.join(JUDGE_SCORINGS)}"
+            )
         self.model_fn, self.tokenizer = model_fn, tokenizer
-        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.max_new_tokens, self.batch_size, self.scoring = max_new_tokens, batch_size, scoring
+        self.score_ids = score_token_ids(tokenizer) if scoring == "probabilities" else None
         self.parse_failures = 0
         self.calls = 0
         self.generated_tokens = 0
+        self.read_tokens = 0
+
+    def _batch(self, model: nn.Module, texts: list[str], new_tokens: int) -> dict[str, Tensor]:
+        """Left-padded requests, checked against the judge's context (plus `new_tokens` to come)."""
+        side, self.tokenizer.padding_side = self.tokenizer.padding_side, "left"
+        try:
+            batch = self.tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt")
+        finally:
+            self.tokenizer.padding_side = side
+        batch = batch.to(next(model.parameters()).device)
+        context = model_max_context(model)
+        needed = batch["input_ids"].shape[1] + new_tokens
+        if context is not None and needed > context:
+            extra = f", plus task.judge_max_new_tokens={self.max_new_tokens}" if new_tokens else ""
+            raise DataError(
+                f"a judge request needs {needed} tokens (the 0-5 prompt with the response{extra}), "
+                f"over the judge model's context of {context}",
+                "use a judge with a longer context (task.judge=PATH), or lower task.max_new_tokens or "
+                "task.judge_max_new_tokens",
+            )
+        return batch
 
     @torch.no_grad()
     def generate(self, texts: list[str]) -> list[str]:
         model = self.model_fn()
-        device = next(model.parameters()).device
-        side, self.tokenizer.padding_side = self.tokenizer.padding_side, "left"
-        try:
-            batch = self.tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt").to(device)
-        finally:
-            self.tokenizer.padding_side = side
-        context = model_max_context(model)
-        needed = batch["input_ids"].shape[1] + self.max_new_tokens
-        if context is not None and needed > context:
-            raise DataError(
-                f"a judge request needs {needed} tokens (the 0-5 prompt with the response, plus "
-                f"task.judge_max_new_tokens={self.max_new_tokens}), over the judge model's context of {context}",
-                "use a judge with a longer context (task.judge=PATH), or lower task.max_new_tokens or "
-                "task.judge_max_new_tokens",
-            )
+        batch = self._batch(model, texts, self.max_new_tokens)
         was_training = model.training
         model.eval()
         try:
@@ -289,25 +340,59 @@ class LLMJudge:
         self.generated_tokens += int((verdicts != self.tokenizer.pad_token_id).sum())
         return self.tokenizer.batch_decode(verdicts, skip_special_tokens=True)
 
-    def score(self, prompts: list[PromptRecord], responses: list[str], lengths: Tensor | None = None) -> Tensor:
-        requests = [
+    @torch.no_grad()
+    def expected_scores(self, texts: list[str]) -> Tensor:
+        """E[score] under the judge's next-token probabilities of "0".."5" after each text (which ends in
+        SCORE_PREFIX), renormalised over the six; [N] float32. Left padding with position ids from the
+        attention mask, so a request scores the same alone or in a batch."""
+        model = self.model_fn()
+        batch = self._batch(model, texts, 0)
+        position_ids = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        was_training = model.training
+        model.eval()
+        try:
+            logits = model(**batch, position_ids=position_ids, logits_to_keep=1).logits[:, -1]
+        finally:
+            model.train(was_training)
+        self.read_tokens += int(batch["attention_mask"].sum())
+        probs = torch.softmax(logits[:, self.score_ids].float(), dim=-1)
+        return (probs * torch.tensor(SCORE_VALUES, dtype=probs.dtype, device=probs.device)).sum(-1).cpu()
+
+    def requests(self, prompts: list[PromptRecord], responses: list[str]) -> list[str]:
+        """The additive prompt for each response, chat-templated (and the answer's start, "Score: ", when the
+        score is read from probabilities)."""
+        start = SCORE_PREFIX if self.scoring == "probabilities" else ""
+        return [
             self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": JUDGE_PROMPT.format(instruction=p.text, response=r)}],
                 tokenize=False,
                 add_generation_prompt=True,
             )
+            + start
             for p, r in zip(prompts, responses, strict=False)
         ]
-        scores, tokens_before = [], self.generated_tokens
+
+    def score(self, prompts: list[PromptRecord], responses: list[str], lengths: Tensor | None = None) -> Tensor:
+        requests = self.requests(prompts, responses)
+        scores: list[float] = []
+        counted = "generated_tokens" if self.scoring == "generate" else "read_tokens"
+        tokens_before = getattr(self, counted)
         with tqdm(total=len(requests), desc="judge", unit="verdict", delay=2.0, leave=False) as bar:
             for i in range(0, len(requests), self.batch_size):
-                for verdict in self.generate(requests[i : i + self.batch_size]):
-                    value = parse_judge_score(verdict)
-                    self.calls += 1
-                    if value is None:
-                        self.parse_failures += 1
-                    scores.append(0.0 if value is None else value)
-                    bar.update(1)
-                rate = (self.generated_tokens - tokens_before) / max(bar.format_dict["elapsed"], 1e-6)
-                bar.set_postfix_str(f"{rate:.0f} tokens/s")
+                chunk = requests[i : i + self.batch_size]
+                if self.scoring == "probabilities":
+                    values = self.expected_scores(chunk).tolist()
+                    self.calls += len(values)
+                else:
+                    values = []
+                    for verdict in self.generate(chunk):
+                        value = parse_judge_score(verdict)
+                        self.calls += 1
+                        if value is None:
+                            self.parse_failures += 1
+                        values.append(0.0 if value is None else value)
+                scores.extend(values)
+                bar.update(len(values))
+                rate = (getattr(self, counted) - tokens_before) / max(bar.format_dict["elapsed"], 1e-6)
+                bar.set_postfix_str(f"{rate:.0f} {'generated' if self.scoring == 'generate' else 'read'} tokens/s")
         return torch.tensor(scores)

@@ -40,7 +40,7 @@ from full_scale.data import (
 )
 from full_scale.models import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model
 from full_scale.policy import AdapterOffReference, DistributedPolicy, FullScalePolicy, unwrap
-from full_scale.rewards import LengthReward, LLMJudge, MathReward, RewardModel
+from full_scale.rewards import JUDGE_SCORINGS, LengthReward, LLMJudge, MathReward, RewardModel
 from synthetic_llm.policy import CausalLMValue, TokenCompletions, model_max_context
 
 REWARDS = ("length", "reward_model", "judge", "math", "arithmetic")
@@ -86,6 +86,7 @@ class FullScaleTask:
         reward_model: str | None = None,
         judge: str = "self",
         judge_max_new_tokens: int = 128,
+        judge_scoring: str = "generate",
         prompts: str | None = None,
         pairs: str | None = None,
         num_problems: int = 128,
@@ -107,6 +108,11 @@ class FullScaleTask:
             )
         if reward == "reward_model" and not reward_model:
             raise ConfigError("task.reward=reward_model needs a model", "set task.reward_model=/path/to/reward_model")
+        if judge_scoring not in JUDGE_SCORINGS:
+            raise ConfigError(
+                f"task.judge_scoring={judge_scoring} is not a judge scoring mode",
+                f"use one of {', '.join(JUDGE_SCORINGS)}",
+            )
         if generation_backend not in BACKENDS:
             raise ConfigError(
                 f"task.generation_backend={generation_backend} is unknown", "use transformers (default) or vllm"
@@ -213,6 +219,7 @@ class FullScaleTask:
         self.reward_model_path = reward_model
         self.judge = judge
         self.judge_max_new_tokens = judge_max_new_tokens
+        self.judge_scoring = judge_scoring
         self._policy: FullScalePolicy | None = None
         self.reward_fn = self._make_reward(reward)
         self._named_rewards: dict[str, object] = {}
@@ -280,9 +287,9 @@ class FullScaleTask:
                     "the reward reward_model needs a model", "set task.reward_model=/path/to/reward_model"
                 )
             return RewardModel.load(self.reward_model_path, self.device, self.dtype)
-        return self._make_judge(self.judge, self.judge_max_new_tokens)
+        return self._make_judge(self.judge, self.judge_max_new_tokens, self.judge_scoring)
 
-    def _make_judge(self, judge: str, max_new_tokens: int) -> LLMJudge:
+    def _make_judge(self, judge: str, max_new_tokens: int, scoring: str) -> LLMJudge:
         if judge == "self":  # self-rewarding (Yuan et al. 2024): the current policy judges its own samples
 
             def model_fn():
@@ -293,11 +300,11 @@ class FullScaleTask:
                     )
                 return self._policy.model
 
-            return LLMJudge(model_fn, self.tokenizer, max_new_tokens)
+            return LLMJudge(model_fn, self.tokenizer, max_new_tokens, scoring=scoring)
         source = resolve_model(judge)
         tokenizer = load_tokenizer(source)
         model = load_causal_lm(source, tokenizer, self.dtype, self.device).requires_grad_(False)
-        return LLMJudge(lambda: model, tokenizer, max_new_tokens)
+        return LLMJudge(lambda: model, tokenizer, max_new_tokens, scoring=scoring)
 
     def _wrap(self, model: nn.Module, adapter_only: bool = False) -> FullScalePolicy:
         return FullScalePolicy(model, adapter_only=adapter_only, **self.policy_kwargs)
@@ -547,7 +554,7 @@ class FullScaleTask:
             result["reference_reward"] = reference_rewards.mean().item()
             reference_texts = self.decode(reference_samples)
         bar.close()
-        if isinstance(self.reward_fn, LLMJudge) and self.reward_fn.calls:
+        if isinstance(self.reward_fn, LLMJudge) and self.reward_fn.scoring == "generate" and self.reward_fn.calls:
             result["judge_parse_failures"] = self.reward_fn.parse_failures / self.reward_fn.calls
         texts = self.decode(samples)
         per_row = [None] * len(prompts)

@@ -189,6 +189,7 @@ BAD_INPUT = [
     ([*T3, "task.reward=lenght"], "task.reward"),
     ([*T3, "algo.beta=0"], "algo.beta"),
     ([*T3, "algo=grpo", "algo.clip_epsilon=-1"], "algo.clip_epsilon"),
+    ([*T3, "task.reward=judge", "task.judge_scoring=logits"], "task.judge_scoring"),
 ]
 
 BAD_FILES = {

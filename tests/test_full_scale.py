@@ -24,7 +24,15 @@ from alignlab.train import TrainConfig, train
 from full_scale import FullScaleTask
 from full_scale.data import load_pairs, load_prompts, sample_file
 from full_scale.policy import AdapterOffReference
-from full_scale.rewards import MathReward, RewardModel, pairwise_accuracy, parse_judge_score, train_reward_model
+from full_scale.rewards import (
+    JUDGE_PROMPT,
+    LLMJudge,
+    MathReward,
+    RewardModel,
+    pairwise_accuracy,
+    parse_judge_score,
+    train_reward_model,
+)
 from full_scale.tiny import tiny_model, tiny_reward_model, tiny_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -310,6 +318,63 @@ def test_a_judge_request_longer_than_the_judge_context_is_a_clear_error():
     record = load_prompts(sample_file("prompts.jsonl"))[0]
     with pytest.raises(DataError, match="over the judge model's context of 256.*Fix: use a judge with a longer"):
         judge.score([record], ["an answer"])
+
+
+def probability_judge(**kwargs):
+    tokenizer = tiny_tokenizer()
+    model = tiny_model(tokenizer, seed=3)
+    return LLMJudge(lambda: model, tokenizer, scoring="probabilities", **kwargs), model, tokenizer
+
+
+def test_a_probability_judge_scores_the_expected_digit_under_its_next_token_distribution():
+    judge, model, tokenizer = probability_judge()
+    record = load_prompts(sample_file("prompts.jsonl"))[0]
+    # by hand: the chat-templated request, the answer's start "Score: ", then E[d] over p("0".."5") renormalised
+    chat = [{"role": "user", "content": JUDGE_PROMPT.format(instruction=record.text, response="an answer")}]
+    text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) + "Score: "
+    ids = torch.tensor([tokenizer.encode(text, add_special_tokens=False)])
+    digits = [tokenizer.convert_tokens_to_ids(str(d)) for d in range(6)]
+    with torch.no_grad():
+        p = torch.softmax(model(ids).logits[0, -1, digits], dim=-1)
+    by_hand = sum(d * p[d].item() for d in range(6))
+    assert judge.score([record], ["an answer"]).item() == pytest.approx(by_hand, abs=1e-5)
+    assert judge.parse_failures == 0 and judge.calls == 1
+
+
+def test_probability_judge_scores_lie_in_0_5_and_agree_batched_and_one_by_one():
+    judge, _, _ = probability_judge(batch_size=8)
+    records = load_prompts(sample_file("prompts.jsonl"))[:4]
+    responses = ["4", "The answer is four, since two plus two is four.", "", "I do not know."]
+    batched = judge.score(records, responses)
+    judge.batch_size = 1
+    one_by_one = judge.score(records, responses)
+    assert batched.shape == (4,) and bool(((batched >= 0) & (batched <= 5)).all())
+    torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=0)
+    assert batched.unique().numel() > 1  # different requests, different expected scores: not a constant
+
+
+def test_a_judge_tokenizer_without_one_token_per_score_digit_is_refused_for_probabilities():
+    from tokenizers import Tokenizer
+    from tokenizers.models import BPE
+    from transformers import PreTrainedTokenizerFast
+
+    base = tiny_tokenizer()
+    vocab = dict(base.get_vocab()) | {" 3": len(base)}  # " 3" is one token: "Score: 3" is not "Score: " + "3"
+    backend = Tokenizer(BPE(vocab=vocab, merges=[(" ", "3")], unk_token="<unk>"))
+    merged = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>")
+    model = tiny_model(base)
+    with pytest.raises(ConfigError, match="judge_scoring=probabilities.*Fix: use task.judge_scoring=generate"):
+        LLMJudge(lambda: model, merged, scoring="probabilities")
+    LLMJudge(lambda: model, merged, scoring="generate")  # generation parses text: any tokenizer does
+    with pytest.raises(ConfigError, match="task.judge_scoring=logits.*Fix: use one of generate, probabilities"):
+        LLMJudge(lambda: model, base, scoring="logits")
+
+
+def test_a_self_judge_by_probabilities_gives_a_win_rate_without_parse_failures():
+    task = make_task(reward="judge", judge="self", judge_scoring="probabilities")
+    result = task.evaluate(task.make_policy(), torch.Generator().manual_seed(0))
+    assert 0.0 <= result["win_rate"] <= 1.0 and 0.0 <= result["reward"] <= 5.0
+    assert "judge_parse_failures" not in result  # nothing is parsed
 
 
 def test_reward_model_training_raises_held_out_accuracy():
