@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from alignlab.errors import ConfigError, DataError, check_range
 from alignlab.roles import ROLES
 from alignlab.rundir import atomic_write_bytes
-from alignlab.types import Rollout
+from alignlab.types import Rollout, select
 from full_scale.arithmetic import arithmetic_problems
 from full_scale.data import (
     PairRecord,
@@ -444,7 +444,7 @@ class FullScaleTask:
             if rows is None:
                 result[key] = float(fn(prompts, samples).mean())
             elif len(rows):
-                result[key] = float(fn([prompts[i] for i in rows.tolist()], samples[rows]).mean())
+                result[key] = float(fn(select(prompts, rows), select(samples, rows)).mean())
         return result
 
     def sample_prompts(self, count: int, generator: torch.Generator) -> list:
@@ -521,10 +521,10 @@ class FullScaleTask:
         k = self.eval_samples_per_prompt
         prompts = [p for p in self.eval_prompts for _ in range(k)]
         rows = self.rows_for(self.reward_name, prompts)
-        scored = prompts if rows is None else [prompts[i] for i in rows.tolist()]
+        scored = prompts if rows is None else select(prompts, rows)
 
         def score(samples: TokenCompletions) -> torch.Tensor:
-            return self.reward(scored, samples if rows is None else samples[rows])
+            return self.reward(scored, samples if rows is None else select(samples, rows))
 
         phases = 3 + (2 * (self._reference_eval is None) + self.judge_is_policy if self.win_rate else 0)
         bar = tqdm(total=phases, desc=f"evaluation on {len(prompts)} samples", unit="phase", delay=2.0, leave=False)
