@@ -1,3 +1,3 @@
-from alignlab.cli import main
+from alignlab.runs.cli import main
 
 main()

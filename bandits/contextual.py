@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from alignlab.core.types import LogProbs, Rollout
 from alignlab.errors import ConfigError
-from alignlab.rundir import atomic_write_bytes
-from alignlab.types import LogProbs, Rollout
+from alignlab.storage.rundir import atomic_write_bytes
 from bandits.rewards import BumpReward
 
 REWARDS = ("r1", "r2")

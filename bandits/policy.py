@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from alignlab.types import LogProbs
+from alignlab.core.types import LogProbs
 
 
 class SoftmaxPolicy(nn.Module):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
+from alignlab.core.types import Rollout
 from alignlab.errors import ConfigError, check_range
-from alignlab.rundir import atomic_write_bytes
-from alignlab.types import Rollout
+from alignlab.storage.rundir import atomic_write_bytes
 from bandits.policy import SoftmaxPolicy, StateValue
 from bandits.reference import cauchy_tanh_histogram, skewed_reference
 from bandits.rewards import BumpReward
@@ -98,7 +98,7 @@ class BanditTask:
         return self.reward_fn(prompts, completions)
 
     def reward_function(self, name: str) -> BumpReward:
-        """A named reward of this bandit, for mixtures (alignlab/rewards.py)."""
+        """A named reward of this bandit, for mixtures (alignlab/core/reward_mix.py)."""
         if name not in REWARDS:
             raise ConfigError(f"reward_mix names {name}, not a bandit reward", f"use one of {', '.join(REWARDS)}")
         return BumpReward(self.num_arms, self.r1_peak if name == "r1" else self.r2_peak, self.width)

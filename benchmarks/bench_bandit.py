@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from alignlab.objectives import DPO, GRPO, IPO, KTO, PPO, RLOO, SFT, BestOfN, Reinforce
-from alignlab.sampling import SamplingConfig
-from alignlab.train import TrainConfig, train
+from alignlab.core.objectives import DPO, GRPO, IPO, KTO, PPO, RLOO, SFT, BestOfN, Reinforce
+from alignlab.core.sampling import SamplingConfig
+from alignlab.core.train import TrainConfig, train
 from bandits import BanditTask
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_module
 
-from alignlab.cli import run_experiment
+from alignlab.runs.cli import run_experiment
 
 
 def one_run(checkpoint_every: int, iterations: int, directory: Path) -> tuple[float, float]:

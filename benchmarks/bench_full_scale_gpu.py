@@ -1,7 +1,7 @@
 """Throughput, MFU and peak memory of tier-3 training steps on a Mistral-7B-shaped model (random weights).
 
 For each objective (online DPO, GRPO, PPO), a few iterations of alignlab's own training loop
-(`alignlab.train.train`) run on a model built from MistralConfig (hidden 4096, 32 layers, 32 heads, 8 KV
+(`alignlab.core.train.train`) run on a model built from MistralConfig (hidden 4096, 32 layers, 32 heads, 8 KV
 heads, MLP 14336, vocab 32000: 7.24B parameters) in bfloat16 with gradient checkpointing, LoRA r=16 by
 default (`--lora-r 0`: full fine-tuning, which needs >= 80 GB for DPO/GRPO and does not fit PPO on one GPU).
 Prompts are random token ids; the reward is the completion length (the model is random, only speed matters).
@@ -30,12 +30,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from torch import nn
 
-from alignlab.objectives import DPO, GRPO, PPO
-from alignlab.sampling import SamplingConfig
-from alignlab.train import TrainConfig, train
-from alignlab.types import Rollout
+from alignlab.core.objectives import DPO, GRPO, PPO
+from alignlab.core.sampling import SamplingConfig
+from alignlab.core.train import TrainConfig, train
+from alignlab.core.types import Rollout
+from alignlab.lm.policy import CausalLMValue, TokenCompletions
 from full_scale.policy import AdapterOffReference, FullScalePolicy
-from synthetic_llm.policy import CausalLMValue, TokenCompletions
 
 OBJECTIVES = {"dpo": DPO, "grpo": lambda: GRPO(kl_coef=0.04), "ppo": PPO}
 

@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from alignlab.objectives import DPO, GRPO
-from alignlab.sampling import SamplingConfig
-from alignlab.train import TrainConfig, train
+from alignlab.core.objectives import DPO, GRPO
+from alignlab.core.sampling import SamplingConfig
+from alignlab.core.train import TrainConfig, train
 from full_scale import FullScaleTask
 
 RUNS = {

@@ -30,7 +30,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             proc = subprocess.run(
-                [sys.executable, "-m", "alignlab.report", f"task={task}", "--out", tmp],
+                [sys.executable, "-m", "alignlab.science.report", f"task={task}", "--out", tmp],
                 capture_output=True,
                 text=True,
             )

@@ -26,13 +26,13 @@ from pathlib import Path
 ARGS = ["task=bandit", "plot=false", "force=true", "train.progress=false"]
 STAMPED = """
 import sys, time
-import alignlab.train
-progress_bar = alignlab.train.tqdm
+import alignlab.core.train
+progress_bar = alignlab.core.train.tqdm
 def first_iteration(*args, **kwargs):
     print("first iteration", time.monotonic(), file=sys.stderr, flush=True)
     return progress_bar(*args, **kwargs)
-alignlab.train.tqdm = first_iteration
-from alignlab.cli import main
+alignlab.core.train.tqdm = first_iteration
+from alignlab.runs.cli import main
 sys.argv[0] = "alignlab"
 main()
 print("returned", time.monotonic(), file=sys.stderr, flush=True)

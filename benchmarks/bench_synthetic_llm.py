@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from alignlab.objectives import DPO
-from alignlab.sampling import SamplingConfig
-from alignlab.train import TrainConfig, train
-from alignlab.types import Rollout
+from alignlab.core.objectives import DPO
+from alignlab.core.sampling import SamplingConfig
+from alignlab.core.train import TrainConfig, train
+from alignlab.core.types import Rollout
 from synthetic_llm import SyntheticLMTask
 
 DEFAULTS = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "task" / "synthetic_llm.yaml").read_text())

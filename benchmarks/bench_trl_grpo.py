@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from alignlab.objectives import GRPO
-from alignlab.sampling import SamplingConfig
-from alignlab.train import TrainConfig, train
+from alignlab.core.objectives import GRPO
+from alignlab.core.sampling import SamplingConfig
+from alignlab.core.train import TrainConfig, train
 from full_scale import FullScaleTask
 from full_scale.arithmetic import arithmetic_problems
 from full_scale.models import load_causal_lm, load_tokenizer, resolve_model

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from alignlab.tune import tune
+from alignlab.science.tune import tune
 
 BUDGET_S = 15 * 60
 

@@ -84,9 +84,9 @@ def task_defaults() -> dict:
 
 
 def run_one(name: str, seed: int, cache_dir: str | None, overrides: tuple[str, ...] = ()) -> dict:
-    from alignlab.cli import build
-    from alignlab.sampling import SamplingConfig
-    from alignlab.train import TrainConfig, train
+    from alignlab.core.sampling import SamplingConfig
+    from alignlab.core.train import TrainConfig, train
+    from alignlab.runs.cli import build
     from synthetic_llm import SyntheticLMTask
     from synthetic_llm.task import completion_lengths
 

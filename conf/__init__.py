@@ -1,5 +1,5 @@
 """alignlab's Hydra configs. Importing this package registers the typed schemas the yamls build on."""
 
-from alignlab.schema import register
+from alignlab.runs.schema import register
 
 register()

@@ -1,7 +1,7 @@
 """Tier 3's policy pieces around tier 2's `CausalLMPolicy`: LoRA checkpoints, the adapters-off reference,
 and data parallelism through `accelerate`.
 
-The causal-LM policy itself (sampling loop, log-probs) is `synthetic_llm.policy.CausalLMPolicy`, shared with
+The causal-LM policy itself (sampling loop, log-probs) is `alignlab.lm.policy.CausalLMPolicy`, shared with
 tier 2: a tier-3 policy is the same object around a bigger model.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from alignlab.types import LogProbs
-from synthetic_llm.policy import CausalLMPolicy, TokenCompletions
+from alignlab.core.types import LogProbs
+from alignlab.lm.policy import CausalLMPolicy, TokenCompletions
 
 
 class FullScalePolicy(CausalLMPolicy):

@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from alignlab.errors import ConfigError, DataError
+from alignlab.lm.policy import model_max_context
 from full_scale.data import Messages, PairRecord, PromptRecord
-from synthetic_llm.policy import model_max_context
 
 LENGTH_TARGETS = ("short", "long")
 

@@ -24,10 +24,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from alignlab.core.roles import ROLES
+from alignlab.core.types import Rollout, select
 from alignlab.errors import ConfigError, DataError, check_range
-from alignlab.roles import ROLES
-from alignlab.rundir import atomic_write_bytes
-from alignlab.types import Rollout, select
+from alignlab.lm.policy import CausalLMValue, TokenCompletions, model_max_context
+from alignlab.storage.rundir import atomic_write_bytes
 from full_scale.arithmetic import arithmetic_problems
 from full_scale.data import (
     PairRecord,
@@ -41,7 +42,6 @@ from full_scale.data import (
 from full_scale.models import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model
 from full_scale.policy import AdapterOffReference, DistributedPolicy, FullScalePolicy, unwrap
 from full_scale.rewards import JUDGE_SCORINGS, LengthReward, LLMJudge, MathReward, RewardModel
-from synthetic_llm.policy import CausalLMValue, TokenCompletions, model_max_context
 
 REWARDS = ("length", "reward_model", "judge", "math", "arithmetic")
 VERIFIABLE = ("math", "arithmetic")
@@ -368,7 +368,7 @@ class FullScaleTask:
         records = [self.record(p) for p in prompts]
         return scorer.score(records, self.decode(completions), completions.lengths).float()
 
-    # ---- reward mixtures (alignlab/rewards.py) -------------------------------------------------------------
+    # ---- reward mixtures (alignlab/core/reward_mix.py) -------------------------------------------------------------
     def reward_function(self, name: str) -> NamedReward:
         """The tier-3 reward called `name`, built once (a reward model or judge loads here)."""
         if name not in REWARDS:
@@ -381,7 +381,7 @@ class FullScaleTask:
         return NamedReward(self, name)
 
     def prepare_mixture(self, names_by_domain: dict[str | None, list[str]]) -> None:
-        """The hook alignlab/rewards.py calls before training on a mixture of `names_by_domain` (reward names by
+        """The hook alignlab/core/reward_mix.py calls before training on a mixture of `names_by_domain` (reward names by
         prompt domain; the key None: every sample): it sets the prompt set so that every prompt has a reward.
 
         - By domain: the union of the domains' prompts, `task.eval_prompts` held out of each. `math`: the generated

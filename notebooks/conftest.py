@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from alignlab.api import missing_kernel
+from alignlab.runs.api import missing_kernel
 
 
 def pytest_collection_modifyitems(session, config, items):

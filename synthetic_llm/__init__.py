@@ -4,7 +4,7 @@
 tier 3 (full_scale/); `SyntheticLMTask` is the task (rewards min_length, mean_length, arithmetic).
 """
 
-from synthetic_llm.policy import CausalLMPolicy, CausalLMValue, TokenCompletions
+from alignlab.lm.policy import CausalLMPolicy, CausalLMValue, TokenCompletions
 from synthetic_llm.task import SyntheticLMTask
 from synthetic_llm.tokenizer import CharTokenizer, check_tokenizer_matches
 

@@ -25,7 +25,7 @@ import json
 import torch
 from torch import Tensor, nn
 
-from alignlab.rundir import atomic_write_bytes
+from alignlab.storage.rundir import atomic_write_bytes
 
 PREFERRED_LENGTH = 6
 LABEL_BETA = 0.1

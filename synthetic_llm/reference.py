@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from alignlab.errors import ConfigError
-from alignlab.rundir import atomic_write_bytes
+from alignlab.storage.rundir import atomic_write_bytes
 from synthetic_llm.tokenizer import CharTokenizer, check_tokenizer_matches
 
 CACHE_FORMAT = b"alignlab-synthetic-llm-reference-v1"

@@ -25,11 +25,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from alignlab.core.types import Rollout
 from alignlab.errors import ConfigError, check_range
-from alignlab.rundir import atomic_write_bytes
-from alignlab.types import Rollout
+from alignlab.lm.policy import CausalLMPolicy, CausalLMValue, TokenCompletions
+from alignlab.storage.rundir import atomic_write_bytes
 from synthetic_llm import preference
-from synthetic_llm.policy import CausalLMPolicy, CausalLMValue, TokenCompletions
 from synthetic_llm.reference import (
     PROMPT_LETTERS,
     ReferenceSpec,

@@ -3,7 +3,7 @@
 import pytest
 from PIL import Image
 
-from alignlab.plot import main as plot_main
+from alignlab.plots.plot import main as plot_main
 
 
 def test_animate_writes_one_frame_per_evaluation(cli, capsys):

@@ -1,7 +1,7 @@
 """Every kind of bad input stops with one line naming its key and the fix, and writes nothing.
 
 A row is a command line and the key its error must name. The command runs in-process through the real
-entry point (`alignlab.cli.main`, Hydra included) in an empty directory; a row passes when the command exits
+entry point (`alignlab.runs.cli.main`, Hydra included) in an empty directory; a row passes when the command exits
 with status 2, prints exactly one line on stderr that names the key and a fix, and leaves the directory
 empty. `python tests/test_bad_input.py` prints the table's counts: clean errors, tracebacks, silent runs.
 """
@@ -222,11 +222,11 @@ def bad_files(folder: Path) -> None:
 def bad_runs(folder: Path) -> None:
     """The runs the data rows point at: one-round recordings of the bandit and of another task, and run
     directories with or without their saved policy and summary (a finished run has both)."""
-    from alignlab.objectives import DPO
-    from alignlab.rundir import SUMMARY, write_json
-    from alignlab.sampling import SamplingConfig
-    from alignlab.train import TrainConfig, train
-    from alignlab.warmstart import save_policy
+    from alignlab.core.objectives import DPO
+    from alignlab.core.sampling import SamplingConfig
+    from alignlab.core.train import TrainConfig, train
+    from alignlab.storage.rundir import SUMMARY, write_json
+    from alignlab.storage.warmstart import save_policy
     from bandits import BanditTask
 
     tajwar = BanditTask(name="bandit_tajwar100", num_arms=100, reference="cauchy_tanh", r1_peak=70, r2_peak=20)
@@ -262,7 +262,7 @@ def run_main(args: list[str], cwd: Path) -> tuple[int, str]:
     """alignlab ARGS in `cwd`, in this process: (exit status, stderr)."""
     from hydra.core.global_hydra import GlobalHydra
 
-    from alignlab import cli
+    from alignlab.runs import cli
 
     GlobalHydra.instance().clear()
     argv, here = sys.argv, os.getcwd()

@@ -5,8 +5,7 @@ import math
 import pytest
 import torch
 
-from alignlab.errors import ConfigError, RewardError
-from alignlab.objectives import (
+from alignlab.core.objectives import (
     CPO,
     DPO,
     GRPO,
@@ -22,8 +21,9 @@ from alignlab.objectives import (
     ReST,
     SuperHF,
 )
-from alignlab.sampling import SamplingConfig
-from alignlab.train import TrainConfig, train
+from alignlab.core.sampling import SamplingConfig
+from alignlab.core.train import TrainConfig, train
+from alignlab.errors import ConfigError, RewardError
 from bandits import BanditTask, cauchy_tanh_histogram
 
 ONLINE = SamplingConfig(name="online", sync_every=1)

@@ -70,7 +70,7 @@ def test_a_small_sweep_runs_into_its_directory(cli, launcher):
     )
     runs = sorted(p.parent.name for p in (cli.dir / "sweep").rglob("summary.json"))
     assert len(runs) == 4, runs
-    proc = cli("sweep", module="alignlab.plot")
+    proc = cli("sweep", module="alignlab.plots.plot")
     for name in ("reward_vs_iteration.png", "reward_vs_kl.png", "logps.png", "final.csv"):
         assert (cli.dir / "sweep" / name).exists()
     assert "final.csv" in proc.stdout

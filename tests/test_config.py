@@ -7,9 +7,9 @@ from hydra import compose
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from alignlab.roles import resolve_reward
-from alignlab.sampling import SamplingConfig
-from alignlab.train import TrainConfig
+from alignlab.core.roles import resolve_reward
+from alignlab.core.sampling import SamplingConfig
+from alignlab.core.train import TrainConfig
 
 CONF = importlib.resources.files("alignlab.conf")
 

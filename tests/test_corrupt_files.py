@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from alignlab.errors import NumericalError
-from alignlab.rundir import TMP_SUFFIX
+from alignlab.storage.rundir import TMP_SUFFIX
 from tests.test_bad_input import run_main
 
 RUN = ["train.iterations=20", "train.checkpoint_every=5", "train.progress=false", "plot=false", "hydra.run.dir=run"]
@@ -129,9 +129,9 @@ def test_files_follow_the_users_umask(tmp_path):
 
 
 def test_a_nan_in_an_evaluation_stops_the_run(monkeypatch):
-    from alignlab.objectives import DPO
-    from alignlab.sampling import SamplingConfig
-    from alignlab.train import TrainConfig, train
+    from alignlab.core.objectives import DPO
+    from alignlab.core.sampling import SamplingConfig
+    from alignlab.core.train import TrainConfig, train
     from bandits import BanditTask
 
     task = BanditTask()

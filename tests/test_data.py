@@ -6,14 +6,14 @@ import pandas as pd
 import pytest
 import torch
 
+from alignlab.core.objectives import DPO, GRPO, PPO
+from alignlab.core.reward_mix import MixtureSpec, with_reward_mixture
+from alignlab.core.sampling import Sampler, SamplingConfig
+from alignlab.core.train import TrainConfig, train
 from alignlab.errors import ConfigError, DataError
-from alignlab.objectives import DPO, GRPO, PPO
-from alignlab.recording import ROLLOUTS, Recording
-from alignlab.rewards import MixtureSpec, with_reward_mixture
-from alignlab.rundir import SUMMARY, write_json
-from alignlab.sampling import Sampler, SamplingConfig
-from alignlab.train import TrainConfig, train
-from alignlab.warmstart import POLICY, make_policies, save_policy
+from alignlab.storage.recording import ROLLOUTS, Recording
+from alignlab.storage.rundir import SUMMARY, write_json
+from alignlab.storage.warmstart import POLICY, make_policies, save_policy
 from bandits import BanditTask
 
 CFG = TrainConfig(iterations=12, lr=0.05, progress=False)
@@ -289,7 +289,7 @@ def test_record_show_replay_and_warm_start_from_the_command_line(cli):
     cli("record_rollouts=true", "save_policy=true", *base, "hydra.run.dir=online")
     online = cli.dir / "online"
     assert (online / ROLLOUTS).is_dir() and (online / POLICY).exists()
-    shown = cli("online", module="alignlab.data_cli").stdout
+    shown = cli("online", module="alignlab.storage.data_cli").stdout
     assert "192 samples in 6 rounds" in shown  # 6 rounds x 8 prompts x 4 samples
     cli(
         "sampling=offline",
@@ -341,7 +341,7 @@ def coverage_rows(values):
     ],
 )
 def test_the_coverage_verdict_follows_its_criterion(dpo, bon, status):
-    from alignlab.findings_data import data_coverage
+    from alignlab.science.findings_data import data_coverage
 
     values = {}
     for algo, triple in (("dpo", dpo), ("best_of_n", bon)):
@@ -352,7 +352,7 @@ def test_the_coverage_verdict_follows_its_criterion(dpo, bon, status):
 
 
 def test_the_quality_verdict_reports_the_skipped_pairs():
-    from alignlab.findings_data import data_quality
+    from alignlab.science.findings_data import data_quality
 
     summaries = coverage_rows({("dpo", "online"): 1.0, ("dpo", "reference"): 0.2, ("dpo", "final_policy"): 0.3})
     metrics = pd.DataFrame(
@@ -364,7 +364,7 @@ def test_the_quality_verdict_reports_the_skipped_pairs():
 
 
 def test_the_curriculum_verdict_compares_orders_and_the_mixture():
-    from alignlab.findings_data import reward_curriculum
+    from alignlab.science.findings_data import reward_curriculum
 
     scores = {
         "verifiable": (0.8, 0.5),
@@ -381,8 +381,8 @@ def test_the_curriculum_verdict_compares_orders_and_the_mixture():
 
 @pytest.mark.slow
 def test_the_preference_reward_model_learns_the_hidden_rule_and_its_optimum_is_not_the_right_answer(tmp_path):
+    from alignlab.lm.policy import TokenCompletions
     from synthetic_llm import SyntheticLMTask
-    from synthetic_llm.policy import TokenCompletions
     from synthetic_llm.preference import hidden_preference
 
     task = SyntheticLMTask(reward="preference", cache_dir=str(tmp_path), reference_steps=50, corpus_size=512)

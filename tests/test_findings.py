@@ -12,15 +12,15 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from alignlab.cli import build, run_experiment, run_name
+from alignlab.core.objectives import DPO
+from alignlab.core.roles import ROLES, required_roles, resolve_reward
+from alignlab.core.sampling import SamplingConfig, minibatches_of
+from alignlab.core.train import TrainConfig, train
+from alignlab.core.types import Rollout
 from alignlab.errors import ConfigError
-from alignlab.findings import FINDINGS, Verdict, iterations_to_level
-from alignlab.objectives import DPO
-from alignlab.report import plan
-from alignlab.roles import ROLES, required_roles, resolve_reward
-from alignlab.sampling import SamplingConfig, minibatches_of
-from alignlab.train import TrainConfig, train
-from alignlab.types import Rollout
+from alignlab.runs.cli import build, run_experiment, run_name
+from alignlab.science.findings import FINDINGS, Verdict, iterations_to_level
+from alignlab.science.report import plan
 from bandits import BanditTask
 from tests.conftest import run_cli
 
@@ -348,7 +348,7 @@ def test_a_verdict_has_one_of_three_statuses():
     ],
 )
 def test_the_report_stops_on_bad_input_before_writing(tmp_path, args, message):
-    proc = run_cli([*args, "--out", "rep"], tmp_path, module="alignlab.report", check=False)
+    proc = run_cli([*args, "--out", "rep"], tmp_path, module="alignlab.science.report", check=False)
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "rep").exists()
 
@@ -356,15 +356,15 @@ def test_the_report_stops_on_bad_input_before_writing(tmp_path, args, message):
 @pytest.mark.slow
 def test_the_report_runs_judges_and_resumes(tmp_path):
     args = ["--only", "T1", "--out", "rep", "train.iterations=4", "findings.seeds=2", "algo=dpo"]
-    run_cli(args, tmp_path, module="alignlab.report")
+    run_cli(args, tmp_path, module="alignlab.science.report")
     report = (tmp_path / "rep" / "REPORT.md").read_text()
     assert "## T1:" in report and "Criterion:" in report and "± " in report and "T2" not in report
     assert (tmp_path / "rep" / "index.html").exists()
     assert (tmp_path / "rep" / "figures" / "online_vs_offline" / "reward_vs_iteration.png").exists()
     first = sorted(p.stat().st_mtime for p in (tmp_path / "rep" / "runs").rglob("metrics.csv"))
-    run_cli(args, tmp_path, module="alignlab.report")  # resumes: every run is already done
+    run_cli(args, tmp_path, module="alignlab.science.report")  # resumes: every run is already done
     assert sorted(p.stat().st_mtime for p in (tmp_path / "rep" / "runs").rglob("metrics.csv")) == first
 
 
 def test_build_is_the_clis_instantiate():
-    assert build({"_target_": "alignlab.objectives.DPO", "beta": 0.2}).beta == 0.2
+    assert build({"_target_": "alignlab.core.objectives.DPO", "beta": 0.2}).beta == 0.2

@@ -16,11 +16,26 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import pytest
 import torch
 
+from alignlab.core.objectives import (
+    CPO,
+    DPO,
+    GRPO,
+    IPO,
+    KTO,
+    PPO,
+    RAFT,
+    RLOO,
+    RWR,
+    SFT,
+    BestOfN,
+    Reinforce,
+    ReST,
+    SuperHF,
+)
+from alignlab.core.roles import resolve_reward
+from alignlab.core.sampling import SamplingConfig
+from alignlab.core.train import TrainConfig, train
 from alignlab.errors import ConfigError, DataError
-from alignlab.objectives import CPO, DPO, GRPO, IPO, KTO, PPO, RAFT, RLOO, RWR, SFT, BestOfN, Reinforce, ReST, SuperHF
-from alignlab.roles import resolve_reward
-from alignlab.sampling import SamplingConfig
-from alignlab.train import TrainConfig, train
 from full_scale import FullScaleTask
 from full_scale.data import load_pairs, load_prompts, sample_file
 from full_scale.policy import AdapterOffReference

@@ -19,9 +19,9 @@ def run_worker(out: Path) -> None:
     """One process of the DDP run (started by accelerate): train, then write a digest of the weights."""
     import torch
 
-    from alignlab.objectives import DPO
-    from alignlab.sampling import SamplingConfig
-    from alignlab.train import TrainConfig, train
+    from alignlab.core.objectives import DPO
+    from alignlab.core.sampling import SamplingConfig
+    from alignlab.core.train import TrainConfig, train
     from full_scale import FullScaleTask
 
     task = FullScaleTask(model="tiny", device="cpu", max_new_tokens=6, eval_prompts=2, eval_samples_per_prompt=1)

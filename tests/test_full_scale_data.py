@@ -12,14 +12,14 @@ import pandas as pd
 import pytest
 import torch
 
+from alignlab.core.objectives import DPO, GRPO
+from alignlab.core.reward_mix import with_reward_mixture
+from alignlab.core.sampling import SamplingConfig
+from alignlab.core.train import TrainConfig, train
 from alignlab.errors import ConfigError
-from alignlab.objectives import DPO, GRPO
-from alignlab.recording import ROLLOUTS, Recording
-from alignlab.rewards import with_reward_mixture
-from alignlab.rundir import SUMMARY, write_json
-from alignlab.sampling import SamplingConfig
-from alignlab.train import TrainConfig, train
-from alignlab.warmstart import save_policy
+from alignlab.storage.recording import ROLLOUTS, Recording
+from alignlab.storage.rundir import SUMMARY, write_json
+from alignlab.storage.warmstart import save_policy
 from full_scale import FullScaleTask
 from full_scale.tiny import tiny_reward_model, tiny_tokenizer
 
@@ -171,7 +171,7 @@ def test_init_from_and_behaviour_from_a_finished_tier3_run(tmp_path, reward_mode
     assert rows[1]["loss/total"] == pytest.approx(0.693147, abs=1e-5)  # DPO at pi = pi_ref (moved): log 2
     offline = SamplingConfig(sync_every=None, prompts_per_round=2, samples_per_prompt=2, offline_prompts=3)
     resampled = SamplingConfig(**(vars(offline) | {"behaviour_from": run}))
-    from alignlab.sampling import Sampler
+    from alignlab.core.sampling import Sampler
 
     data = Sampler(resampled, task, task.make_policy(), torch.Generator().manual_seed(0)).offline
     with torch.no_grad():

@@ -12,9 +12,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import pytest
 import torch
 
-from alignlab.objectives import DPO
-from alignlab.sampling import SamplingConfig
-from alignlab.train import TrainConfig, train
+from alignlab.core.objectives import DPO
+from alignlab.core.sampling import SamplingConfig
+from alignlab.core.train import TrainConfig, train
 from full_scale import FullScaleTask
 from full_scale.data import sample_file
 

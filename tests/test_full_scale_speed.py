@@ -15,11 +15,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
-import alignlab.train as train_module
+import alignlab.core.train as train_module
+from alignlab.core.objectives import GRPO, PPO
+from alignlab.core.sampling import Sampler, SamplingConfig
+from alignlab.core.train import TrainConfig, old_logps_are_current, train
 from alignlab.errors import ConfigError
-from alignlab.objectives import GRPO, PPO
-from alignlab.sampling import Sampler, SamplingConfig
-from alignlab.train import TrainConfig, old_logps_are_current, train
 from full_scale import FullScaleTask
 from full_scale.arithmetic import arithmetic_problems
 from full_scale.rewards import MathReward
@@ -82,7 +82,7 @@ def test_old_logps_are_current_only_where_they_equal_the_updates_own(sampling, o
 
     class Task:  # what Sampler asks of a task, no model
         def offline_data(self, num_prompts, samples_per_prompt, generator):
-            from alignlab.types import Rollout
+            from alignlab.core.types import Rollout
 
             return Rollout([0] * 2 * num_prompts, None, torch.zeros(2 * num_prompts), samples_per_prompt)
 

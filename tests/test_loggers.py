@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from alignlab.errors import ConfigError
-from alignlab.loggers import DISTRIBUTIONS, RunRecorder, WandbLogger, make_loggers
+from alignlab.runs.loggers import DISTRIBUTIONS, RunRecorder, WandbLogger, make_loggers
 
 FAST = ["train.iterations=12", "train.progress=false", "plot=false"]
 

@@ -1,4 +1,4 @@
-"""Exact values of the pure losses in alignlab.losses on small cases worked out by hand.
+"""Exact values of the pure losses in alignlab.core.losses on small cases worked out by hand.
 
 Every expected number is written out from the paper's equation with Python floats (math), never by calling
 the function under test. Tensors are float64 so that a hand value and a tensor value agree to ~1e-12.
@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from alignlab.losses import (
+from alignlab.core.losses import (
     clipped_surrogate_loss,
     cpo_loss,
     dpo_loss,

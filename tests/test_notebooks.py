@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from alignlab.api import missing_kernel
+from alignlab.runs.api import missing_kernel
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SCRIPTS = sorted(NOTEBOOKS.glob("[0-9]*.py"))

@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
+from alignlab.core.losses import dpo_loss
+from alignlab.core.objectives import CPO, DPO, GRPO, IPO, KTO, PPO, RLOO, SFT, BestOfN, Reinforce, ReST, SuperHF
+from alignlab.core.types import LogProbs, Rollout
 from alignlab.errors import ConfigError
-from alignlab.losses import dpo_loss
-from alignlab.objectives import CPO, DPO, GRPO, IPO, KTO, PPO, RLOO, SFT, BestOfN, Reinforce, ReST, SuperHF
-from alignlab.types import LogProbs, Rollout
 
 # Two prompts x three samples (arms 0..5).
 # Prompt 0: best arm 1, worst arm 2; prompt 1: best arm 5, worst arm 4.

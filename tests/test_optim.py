@@ -1,4 +1,4 @@
-"""alignlab.optim.Adam is torch.optim.Adam bit for bit on CPU and reads and writes its state dicts (that it keeps
+"""alignlab.core.optim.Adam is torch.optim.Adam bit for bit on CPU and reads and writes its state dicts (that it keeps
 torch._dynamo out of a run: tests/test_startup.py)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import io
 import pytest
 import torch
 
-from alignlab.optim import Adam, make_optimizer
+from alignlab.core.optim import Adam, make_optimizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from alignlab.objectives import (
+from alignlab.core.objectives import (
     CPO,
     DPO,
     GRPO,
@@ -22,9 +22,9 @@ from alignlab.objectives import (
     ReST,
     SuperHF,
 )
-from alignlab.sampling import SamplingConfig
-from alignlab.train import TrainConfig, train
-from alignlab.types import LogProbs, Rollout
+from alignlab.core.sampling import SamplingConfig
+from alignlab.core.train import TrainConfig, train
+from alignlab.core.types import LogProbs, Rollout
 from bandits import BanditTask, SoftmaxPolicy
 
 K = 6

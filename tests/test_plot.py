@@ -11,7 +11,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-from alignlab.plot import _draw_distribution, _marker, load_sweep, natural_key, plot_sweep  # noqa: E402
+from alignlab.plots.plot import _draw_distribution, _marker, load_sweep, natural_key, plot_sweep  # noqa: E402
 
 
 def fake_run(root, name: str, overrides: list[str], rewards: list[float], logps: bool = True) -> None:

@@ -4,7 +4,7 @@ sweep runs on a local Ray instance that the test starts."""
 import pytest
 from omegaconf import OmegaConf
 
-from alignlab.api import compose_config
+from alignlab.runs.api import compose_config
 
 
 def test_the_ray_cluster_launcher_config_composes():

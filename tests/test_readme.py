@@ -51,7 +51,8 @@ def workdir(tmp_path_factory):
 @pytest.mark.parametrize("command", COMMANDS)
 def test_readme_command_runs(command, workdir):
     words = shlex.split(command)
-    module = {"alignlab-plot": "alignlab.plot", "alignlab-data": "alignlab.data_cli"}.get(words[0], "alignlab")
+    modules = {"alignlab-plot": "alignlab.plots.plot", "alignlab-data": "alignlab.storage.data_cli"}
+    module = modules.get(words[0], "alignlab")
     args = words[1:] if words[0] != "python" else words[3:]
     if module == "alignlab" and not any(a.startswith("--") for a in args):
         args = args + TINY + ["plot=false"]
@@ -59,7 +60,7 @@ def test_readme_command_runs(command, workdir):
             args.append("algo=dpo")  # one objective of the 16: the grid's shape, not its cost
         if "task=full_scale" in args:
             args.append("task.model=tiny")  # the same code path as SmolLM2, in a second
-    if module == "alignlab.plot":
+    if module == "alignlab.plots.plot":
         sweep = workdir / args[0]
         if not sweep.exists():  # the sweep this command plots: run it first, tiny
             experiment = args[0].split("/")[-1]

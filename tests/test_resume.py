@@ -24,8 +24,9 @@ import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
-from alignlab import cli, rundir
 from alignlab.errors import ConfigError
+from alignlab.runs import cli
+from alignlab.storage import rundir
 
 TIER1 = ["train.iterations=63", "train.checkpoint_every=7", "train.progress=false", "plot=false"]
 TIER2 = [
@@ -110,7 +111,7 @@ MOMENTS = ["iteration", "checkpoint_write", "metrics_append", "before_summary"]
 
 
 def interrupt(patch, moment: str, rng: random.Random, checkpoints: int, evaluations: int) -> None:
-    from alignlab import train
+    from alignlab.core import train
 
     if moment == "iteration":
         kill_at(patch, train, "check_evaluation", rng.randint(2, evaluations))

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
+from alignlab.core.objectives import DPO, PPO
+from alignlab.core.sampling import Sampler, SamplingConfig
+from alignlab.core.train import TrainConfig, train
 from alignlab.errors import ConfigError
-from alignlab.objectives import DPO, PPO
-from alignlab.sampling import Sampler, SamplingConfig
-from alignlab.train import TrainConfig, train
 from bandits import BanditTask
 
 CFG = TrainConfig(iterations=20, lr=0.05, progress=False)
@@ -131,7 +131,7 @@ def test_an_interrupted_run_resumes_to_the_same_numbers(tmp_path):
 
 
 def test_only_rank_zero_writes_the_run_directory(tmp_path, monkeypatch):
-    from alignlab.rundir import write_json
+    from alignlab.storage.rundir import write_json
 
     monkeypatch.setenv("RANK", "1")
     write_json(tmp_path / "summary.json", {"reward": 1.0})

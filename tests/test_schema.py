@@ -10,7 +10,7 @@ import pytest
 from hydra import compose
 from omegaconf import OmegaConf
 
-from alignlab.schema import TASK_SCHEMAS, RootConfig
+from alignlab.runs.schema import TASK_SCHEMAS, RootConfig
 from tests.test_config import options
 
 
@@ -42,7 +42,7 @@ def test_a_task_schema_is_its_constructors_arguments(tier):
     }.get(tier, "full_scale.FullScaleTask")
     module, name = target.rsplit(".", 1)
     parameters = set(inspect.signature(getattr(importlib.import_module(module), name)).parameters)
-    # `roles` (where the schema has it) is turned into a reward name before the task is built (alignlab.roles)
+    # `roles` (where the schema has it) is turned into a reward name before the task is built (alignlab.core.roles)
     schema = {f.name for f in dataclasses.fields(TASK_SCHEMAS[tier])} - {"_target_", "roles"}
     parameters -= {"roles"}  # a constructor may accept it and ignore it (bandits.ContextualBanditTask)
     assert schema == parameters, f"only in the schema: {schema - parameters}; only in the code: {parameters - schema}"

@@ -1,6 +1,6 @@
 """What a bandit run's start-up costs: it never imports torch._dynamo (about 0.9 s, which torch.optim's
-optimizers import in torch 2.13: alignlab/optim.py) and composes the config twice, once to check it before
-anything is written (alignlab.cli.precheck) and once for Hydra's run, not a third time for Hydra's run mode.
+optimizers import in torch 2.13: alignlab/core/optim.py) and composes the config twice, once to check it before
+anything is written (alignlab.runs.cli.precheck) and once for Hydra's run, not a third time for Hydra's run mode.
 benchmarks/bench_startup.py measures the time."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def counted(self, *args, **kwargs):
     return compose_config(self, *args, **kwargs)
 hydra_internal.Hydra.compose_config = counted
 atexit.register(lambda: print("dynamo:", "torch._dynamo" in sys.modules, "compositions:", len(calls)))
-from alignlab import cli
+from alignlab.runs import cli
 sys.argv = ["alignlab", *sys.argv[1:]]
 cli.main()
 """

@@ -9,16 +9,16 @@ import math
 import pytest
 import torch
 
+from alignlab.core.losses import dpo_loss
+from alignlab.core.objectives import DPO
+from alignlab.core.roles import resolve_reward
+from alignlab.core.sampling import SamplingConfig
+from alignlab.core.train import TrainConfig, train
 from alignlab.errors import ConfigError, DataError
-from alignlab.losses import dpo_loss
-from alignlab.objectives import DPO
-from alignlab.roles import resolve_reward
-from alignlab.sampling import SamplingConfig
-from alignlab.train import TrainConfig, train
+from alignlab.lm.policy import left_pad, positions
 from bandits import SoftmaxPolicy
 from synthetic_llm import CausalLMPolicy, CausalLMValue, CharTokenizer, SyntheticLMTask, TokenCompletions
 from synthetic_llm import reference as reference_module
-from synthetic_llm.policy import left_pad, positions
 from synthetic_llm.task import bradley_terry_scores, completion_lengths
 from synthetic_llm.tokenizer import check_tokenizer_matches
 
@@ -405,7 +405,7 @@ def compose_and_train(cache_dir: str, overrides: list[str]) -> tuple[dict, list[
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
-    from alignlab.cli import build
+    from alignlab.runs.cli import build
 
     with initialize_config_module("alignlab.conf", version_base="1.3"):
         cfg = compose("config", overrides=["task=synthetic_llm", f"task.cache_dir={cache_dir}", *overrides])
@@ -500,7 +500,7 @@ def test_offline_dpo_collapses_on_mean_length_when_any_token_may_be_written(mean
 
 
 def test_online_rloo_raises_arithmetic_accuracy(cache_dir):
-    from alignlab.objectives import RLOO
+    from alignlab.core.objectives import RLOO
 
     task = SyntheticLMTask(reward="arithmetic", cache_dir=cache_dir)
     reference = task.evaluate(task.make_reference(), torch.Generator().manual_seed(0))

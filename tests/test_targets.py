@@ -1,4 +1,4 @@
-"""Target builders of alignlab.targets on a small reward table worked out by hand.
+"""Target builders of alignlab.core.targets on a small reward table worked out by hand.
 
 The rewards are dyadic fractions, so every gap and mean below is exact in float32 and comparisons with
 `min_gap` at equality are not at the mercy of rounding.
@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from alignlab.targets import (
+from alignlab.core.targets import (
     above_threshold,
     all_ordered_pairs,
     best_vs_worst_pairs,

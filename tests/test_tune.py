@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from alignlab.api import compose_config
 from alignlab.errors import ConfigError
-from alignlab.tuning import apply_tuned
+from alignlab.runs.api import compose_config
+from alignlab.runs.tuned import apply_tuned
 
 TUNED = Path(__file__).resolve().parents[1] / "conf" / "tuned"
 FAST = ["train.iterations=10", "train.progress=false", "plot=false"]
@@ -121,7 +121,7 @@ TRIALS = {"bold": [1.0, 1.0, 1.0, 1.0, 0.9], "steady": [0.95, 0.96, 0.97, 0.95, 
     ],
 )
 def test_a_trial_is_scored_by_the_mean_the_worst_seed_or_a_quantile(aggregate, quantile, best, scores):
-    from alignlab.tune import trial_score
+    from alignlab.science.tune import trial_score
 
     got = {name: trial_score(values, aggregate, quantile) for name, values in TRIALS.items()}
     assert got == pytest.approx(scores)
@@ -129,7 +129,7 @@ def test_a_trial_is_scored_by_the_mean_the_worst_seed_or_a_quantile(aggregate, q
 
 
 def test_the_quantile_interpolates_between_the_seeds_order_statistics():
-    from alignlab.tune import trial_score
+    from alignlab.science.tune import trial_score
 
     values = [0.5, 0.1, 0.4, 0.2, 0.3]
     got = [trial_score(values, "quantile", q) for q in (0.0, 0.1, 0.25, 0.5, 0.9, 1.0)]
@@ -146,7 +146,7 @@ def test_the_quantile_interpolates_between_the_seeds_order_statistics():
     ],
 )
 def test_a_bad_score_setting_stops_in_one_line(aggregate, quantile, message):
-    from alignlab.tune import ObjectiveValue, trial_score
+    from alignlab.science.tune import ObjectiveValue, trial_score
 
     for bad in (lambda: trial_score([1.0], aggregate, quantile), lambda: ObjectiveValue("reward", aggregate, quantile)):
         with pytest.raises(ConfigError) as error:
@@ -155,7 +155,7 @@ def test_a_bad_score_setting_stops_in_one_line(aggregate, quantile, message):
 
 
 def test_alignlab_tune_refuses_a_bad_aggregate_before_it_tunes(cli):
-    proc = cli("--algos", "dpo", "tune.aggregate=worst", module="alignlab.tune", check=False)
+    proc = cli("--algos", "dpo", "tune.aggregate=worst", module="alignlab.science.tune", check=False)
     assert proc.returncode != 0 and "tune.aggregate=worst is not one of mean, min, quantile" in proc.stderr
     assert not (cli.dir / "multirun").exists()
 
@@ -164,7 +164,7 @@ def test_alignlab_tune_refuses_to_mix_two_scores_in_one_file(cli):
     """Tuning one objective into a file whose others were scored by the mean of 3 seeds stops before it tunes."""
     out = cli.dir / "old.yaml"
     out.write_text(json.dumps({**SETTINGS, "seeds": 3, "best_reward": {"dpo": 0.99}}))
-    proc = cli("--algos", "sft", "--out", str(out), module="alignlab.tune", check=False)
+    proc = cli("--algos", "sft", "--out", str(out), module="alignlab.science.tune", check=False)
     assert proc.returncode != 0 and "Fix: tune every objective (drop --algos), or choose --out" in proc.stderr
     assert "holds settings scored by the mean of 3 seeds, not by the min (worst seed) over 5 seeds" in proc.stderr
     assert not (cli.dir / "multirun").exists()
@@ -173,7 +173,7 @@ def test_alignlab_tune_refuses_to_mix_two_scores_in_one_file(cli):
 @pytest.mark.parametrize("aggregate, expected", [("mean", 0.98), ("min", 0.9), ("quantile", 1.0)])
 def test_the_sweeper_receives_the_score_of_the_seeds_summaries(tmp_path, aggregate, expected):
     """The callback reads each seed's seed=K/summary.json of a num_seeds job, not the job's mean."""
-    from alignlab.tune import ObjectiveValue
+    from alignlab.science.tune import ObjectiveValue
 
     for seed, reward in zip(range(10, 15), TRIALS["bold"], strict=True):
         (tmp_path / f"seed={seed}").mkdir()
@@ -192,7 +192,7 @@ def test_the_sweeper_receives_the_score_of_the_seeds_summaries(tmp_path, aggrega
 )
 def test_the_search_space_adds_the_objectives_own_setting(algo, keys):
     optuna = pytest.importorskip("optuna")
-    from alignlab.tune import search_space
+    from alignlab.science.tune import search_space
 
     cfg = compose_config("experiment=tune", f"algo={algo}")
     trial = optuna.create_study(direction="maximize").ask()
@@ -208,7 +208,7 @@ def test_alignlab_tune_writes_a_file_that_a_run_can_use(cli, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     out = cli.dir / "conf" / "tuned" / "mine.yaml"
     budget = ["train.iterations=10", "num_seeds=2", "hydra.sweeper.n_trials=2", "tune.aggregate=min"]
-    proc = cli("--algos", "dpo,sft", "--out", str(out), "task.reward=hard", *budget, module="alignlab.tune")
+    proc = cli("--algos", "dpo,sft", "--out", str(out), "task.reward=hard", *budget, module="alignlab.science.tune")
     assert "2 objectives tuned" in proc.stdout
     tuned = OmegaConf.load(out)
     assert (tuned.name, tuned.task, tuned.reward, tuned.sampling) == ("bandit_r1_online", "bandit", "r1", "online")

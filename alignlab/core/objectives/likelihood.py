@@ -12,12 +12,12 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from alignlab.core.losses import negative_gradient_loss, nll_loss, rwr_weights
+from alignlab.core.objectives.base import Objective, Targets
+from alignlab.core.objectives.preference import PairwiseObjective
+from alignlab.core.targets import above_threshold, top_fraction, top_k_per_group, worse_than_best
+from alignlab.core.types import LogProbs, Rollout
 from alignlab.errors import ConfigError, check_range
-from alignlab.losses import negative_gradient_loss, nll_loss, rwr_weights
-from alignlab.objectives.base import Objective, Targets
-from alignlab.objectives.preference import PairwiseObjective
-from alignlab.targets import above_threshold, top_fraction, top_k_per_group, worse_than_best
-from alignlab.types import LogProbs, Rollout
 
 NEGATIVES = ("none", "worst", "worse")
 

@@ -2,7 +2,7 @@
 
 A finding names its paper, the claim in one sentence, the experiment (a file in conf/experiment/) that
 tests it on any task with the roles it needs, and `verdict(summaries, metrics) -> Verdict`. `alignlab-report`
-runs the experiments and writes the verdicts (alignlab/report.py). New findings join with `register(...)`.
+runs the experiments and writes the verdicts (alignlab/science/report.py). New findings join with `register(...)`.
 
 The two tables a verdict reads (`load_sweep_tables`):
 - summaries: one row per run and seed: a column per swept override key as written (`sampling`, `algo`,
@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from alignlab.rundir import METRICS, SUMMARY
+from alignlab.storage.rundir import METRICS, SUMMARY
 
 STATUSES = ("holds", "does not hold", "inconclusive")
 
@@ -431,4 +431,4 @@ register(
 
 
 # The data findings (Tang et al.'s ablations, Lanchantin et al.'s curriculum) register themselves on import.
-from alignlab import findings_data  # noqa: E402, F401
+from alignlab.science import findings_data  # noqa: E402, F401

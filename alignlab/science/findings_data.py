@@ -1,16 +1,16 @@
 """Findings about data (issue 9): Tang et al.'s data ablations and Lanchantin et al.'s reward curriculum.
 
-Each finding is registered in the findings registry (alignlab/findings.py, which imports this module), so
+Each finding is registered in the findings registry (alignlab/science/findings.py, which imports this module), so
 `alignlab-report` runs it on every task that has the roles its experiment asks for: an id, a title, the paper,
 a claim, the experiment (a file in conf/experiment/), a criterion, and a verdict computed from the sweep's
-summaries and metrics (`alignlab.findings.load_sweep_tables`).
+summaries and metrics (`alignlab.science.findings.load_sweep_tables`).
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from alignlab.findings import Finding, Verdict, register, select_runs
+from alignlab.science.findings import Finding, Verdict, register, select_runs
 
 MIN_GAP = 0.02  # an online-offline reward gap below this is no gap to explain
 

@@ -7,7 +7,7 @@
   policy that is refreshed once `s` optimizer updates have been taken since the last refresh.
 `offline_fraction` mixes offline prompts into online rounds (Tajwar et al. 2024, arXiv:2404.14367).
 The offline data is the task's (reference samples), a recording (`dataset`, replayed in `recorded` order or in
-`shuffled` passes: alignlab/recording.py) or samples of a finished run's policy (`behaviour_from`).
+`shuffled` passes: alignlab/storage/recording.py) or samples of a finished run's policy (`behaviour_from`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import torch
 from omegaconf import OmegaConf
 
+from alignlab.core.types import Rollout
 from alignlab.errors import ConfigError
-from alignlab.recording import ORDERS, Recording
-from alignlab.types import Rollout
-from alignlab.warmstart import load_policy, sample_offline
+from alignlab.storage.recording import ORDERS, Recording
+from alignlab.storage.warmstart import load_policy, sample_offline
 
 
 def rounds_for_budget(prompt_budget: int, prompts_per_round: int) -> int:
@@ -94,7 +94,7 @@ class SamplingConfig:
                 "set sampling=offline sampling.dataset=<run dir>, or sampling.dataset_order=shuffled",
             )
         if self.dataset is not None:
-            from alignlab.recording import read_table
+            from alignlab.storage.recording import read_table
 
             read_table(self.dataset)  # a missing or empty recording fails here, before anything is written
         if self.minibatch_prompts is not None and (

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from alignlab.errors import ConfigError
-from alignlab.rundir import SUMMARY, atomic_write_bytes
+from alignlab.storage.rundir import SUMMARY, atomic_write_bytes
 
 POLICY = "policy.pt"
 REFERENCE_MODES = ("keep", "move")
@@ -87,8 +87,8 @@ def make_policies(task, init_from: str | None = None, init_reference: str = "kee
 
 def sample_offline(task, policy, num_prompts: int, samples_per_prompt: int, generator: torch.Generator):
     """`num_prompts` groups of samples from `policy`, scored, with the policy's log-probs as behaviour."""
-    from alignlab.train import score
-    from alignlab.types import Rollout
+    from alignlab.core.train import score
+    from alignlab.core.types import Rollout
 
     prompts = task.sample_prompts(num_prompts, generator)
     with torch.no_grad():

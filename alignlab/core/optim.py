@@ -175,7 +175,7 @@ class Adam:
             unsupported.update({k: saved[k] for k in ("foreach", "fused") if saved[k]})
             if unsupported:
                 raise ValueError(
-                    f"this state dict is of a torch.optim.Adam with settings that alignlab.optim.Adam does not "
+                    f"this state dict is of a torch.optim.Adam with settings that alignlab.core.optim.Adam does not "
                     f"implement ({unsupported}): load it into torch.optim.Adam"
                 )
         id_map = {

@@ -24,7 +24,7 @@ import seaborn as sns  # noqa: E402
 import yaml  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from alignlab.rundir import METRICS  # noqa: E402
+from alignlab.storage.rundir import METRICS  # noqa: E402
 
 LOGPS = ("logps/chosen", "logps/rejected", "logps/margin")
 logging.getLogger("matplotlib.category").setLevel(logging.ERROR)  # arm ids are categories on purpose
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
             2, f"alignlab-plot: error: {args.directory} is not a directory. Fix: give a run or multirun directory.\n"
         )
     if args.animate:
-        from alignlab.animate import animate_run
+        from alignlab.plots.animate import animate_run
 
         print(animate_run(args.directory, args.out))
         return

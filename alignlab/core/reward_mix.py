@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
+from alignlab.core.types import select
 from alignlab.errors import ConfigError
-from alignlab.types import select
 
 KEYS = ("weights", "domains", "schedule")
 MIXTURE = "(mixture)"  # the key of the mixture itself among the rewards a task evaluates
@@ -166,7 +166,7 @@ class MixedRewardTask:
         """The mixture's scores. By domain, each prompt is scored only by the rewards its domain weighs (a
         verifiable reward may not even be defined on another domain's prompts); a component's logged scores are
         NaN on the prompts it does not score."""
-        from alignlab.train import check_rewards
+        from alignlab.core.train import check_rewards
 
         count = len(prompts)
         if None in self.weights:

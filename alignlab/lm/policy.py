@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from alignlab.core.types import LogProbs
 from alignlab.errors import ConfigError, DataError
-from alignlab.types import LogProbs
 
 
 @dataclass

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import torch
 
+from alignlab.core.types import LogProbs, Rollout
 from alignlab.errors import ConfigError, DataError
-from alignlab.rundir import atomic_write_bytes
-from alignlab.types import LogProbs, Rollout
+from alignlab.storage.rundir import atomic_write_bytes
 
 ROLLOUTS = "rollouts.parquet"
 ORDERS = ("recorded", "shuffled")
@@ -202,7 +202,7 @@ def check_schema(frame, metadata: dict, task, path) -> None:
     if missing:
         raise DataError(
             f"the recording {path} lacks the column(s) {', '.join(missing)}",
-            "give a file in alignlab's recording schema (see alignlab/recording.py)",
+            "give a file in alignlab's recording schema (see alignlab/storage/recording.py)",
         )
 
 

@@ -4,7 +4,7 @@
     alignlab-report task=synthetic_llm      # tier 2
     alignlab-report task=bandit --only T1,T5 --out my_report train.iterations=50   # overrides go to every run
 
-Per finding (alignlab/findings.py): the claim and its paper, the command that reproduces it, its figures, the
+Per finding (alignlab/science/findings.py): the claim and its paper, the command that reproduces it, its figures, the
 measured numbers (mean and s.d. over seeds) and a verdict computed by the stated criterion. The runs live in
 OUT/runs/<experiment>/: re-running the command skips every finished run and seed (resumable).
 """
@@ -23,9 +23,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from alignlab.findings import FINDINGS, Finding, Verdict, load_sweep_tables
-from alignlab.roles import required_roles
-from alignlab.rundir import atomic_write_bytes, check_writable
+from alignlab.core.roles import required_roles
+from alignlab.science.findings import FINDINGS, Finding, Verdict, load_sweep_tables
+from alignlab.storage.rundir import atomic_write_bytes, check_writable
 
 CONF = importlib.resources.files("alignlab.conf")
 
@@ -105,7 +105,7 @@ def judge(finding: Finding, sweep: Path) -> Verdict:
 
 
 def draw(finding: Finding, sweep: Path, figures: Path) -> list[Path]:
-    from alignlab.plot import plot_sweep
+    from alignlab.plots.plot import plot_sweep
 
     figures.mkdir(parents=True, exist_ok=True)
     plot_sweep(sweep, figures)

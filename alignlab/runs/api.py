@@ -25,7 +25,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from alignlab.rundir import METRICS, SUMMARY
+from alignlab.storage.rundir import METRICS, SUMMARY
 
 
 def compose_config(*overrides: str) -> DictConfig:
@@ -38,7 +38,7 @@ def compose_config(*overrides: str) -> DictConfig:
 def run(*overrides: str, run_dir: str | Path | None = None, force: bool = False) -> pd.DataFrame:
     """Train one configuration (all its seeds) and return its metrics rows: one per iteration (and seed), the
     columns of metrics.csv plus `seed`. `.attrs` holds `summary` (summary.json) and `run_dir`."""
-    from alignlab.cli import run_experiment, run_seeds  # the CLI's own functions: one code path
+    from alignlab.runs.cli import run_experiment, run_seeds  # the CLI's own functions: one code path
 
     cfg = compose_config(*overrides, *([] if not force else ["force=true"]))
     run_dir = Path(tempfile.mkdtemp(prefix="alignlab-run-") if run_dir is None else run_dir)

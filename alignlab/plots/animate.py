@@ -2,7 +2,7 @@
 
 It reads the run's distributions.csv (one table per evaluation: the policy, the reference, pi* and the reward
 of each completion, i.e. of each arm on a bandit or each completion length on a language model; written while
-the run trains, see alignlab/loggers.py) and metrics.csv (the reward curve drawn beside it), and writes
+the run trains, see alignlab/runs/loggers.py) and metrics.csv (the reward curve drawn beside it), and writes
 animation.gif with matplotlib's animation module and Pillow.
 """
 
@@ -17,8 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 
-from alignlab.loggers import DISTRIBUTIONS  # noqa: E402
-from alignlab.rundir import METRICS  # noqa: E402
+from alignlab.runs.loggers import DISTRIBUTIONS  # noqa: E402
+from alignlab.storage.rundir import METRICS  # noqa: E402
 
 
 def animate_run(run_dir: Path, out: Path | None = None, max_frames: int = 60, fps: int = 10) -> Path:

@@ -21,11 +21,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from alignlab.core.objectives.base import Objective
+from alignlab.core.optim import make_optimizer
+from alignlab.core.sampling import Sampler, SamplingConfig, minibatches_of
+from alignlab.core.types import Rollout
 from alignlab.errors import ConfigError, NumericalError, RewardError, check_range
-from alignlab.objectives.base import Objective
-from alignlab.optim import make_optimizer
-from alignlab.recording import Recorder, check_recordable
-from alignlab.rundir import (
+from alignlab.storage.recording import Recorder, check_recordable
+from alignlab.storage.rundir import (
     CHECKPOINT,
     METRICS,
     MetricsFile,
@@ -33,9 +35,7 @@ from alignlab.rundir import (
     remove_stale_temporaries,
     save_checkpoint,
 )
-from alignlab.sampling import Sampler, SamplingConfig, minibatches_of
-from alignlab.types import Rollout
-from alignlab.warmstart import make_policies
+from alignlab.storage.warmstart import make_policies
 
 # Rounds that all skip (no pair passes algo.min_reward_gap, no sample clears ReST's threshold) before a warning.
 SKIPPED_ROUNDS_WARNING = 10
@@ -203,13 +203,13 @@ def train(
     on_row: Callable[[dict, object], None] | None = None,
 ) -> tuple[dict, list[dict], object]:
     """Train a fresh policy of `task` (or, with `init_from`, a finished run's final policy, the reference kept
-    or moved to it: alignlab/warmstart.py) with `objective` under `sampling`.
+    or moved to it: alignlab/storage/warmstart.py) with `objective` under `sampling`.
 
     Returns (final evaluation, metrics rows, policy). With `run_dir`, metrics.csv is written there and, with
     `cfg.checkpoint_every`, checkpoints too; an existing checkpoint is resumed. `config` is the resolved
     config that sets the numbers: a checkpoint records it, and one made with another config is refused. With
     `record_rollouts`, every round's scored samples are appended to `run_dir`/rollouts.parquet
-    (alignlab/recording.py). `on_row(row, policy)` is called
+    (alignlab/storage/recording.py). `on_row(row, policy)` is called
     with each finished metrics row (experiment trackers, the distribution at each evaluation).
     """
     check_run(objective, sampling, cfg)

@@ -13,11 +13,11 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from alignlab.core.losses import cpo_loss, dpo_loss, ipo_loss, kto_loss
+from alignlab.core.objectives.base import Objective, Targets
+from alignlab.core.targets import all_ordered_pairs, best_vs_worst_pairs, desirable_labels
+from alignlab.core.types import LogProbs, Rollout
 from alignlab.errors import ConfigError, check_range
-from alignlab.losses import cpo_loss, dpo_loss, ipo_loss, kto_loss
-from alignlab.objectives.base import Objective, Targets
-from alignlab.targets import all_ordered_pairs, best_vs_worst_pairs, desirable_labels
-from alignlab.types import LogProbs, Rollout
 
 PAIRINGS = ("best_vs_worst", "all")
 

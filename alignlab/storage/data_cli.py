@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from alignlab.errors import AlignlabError
-from alignlab.recording import read_table
+from alignlab.storage.recording import read_table
 
 
 def length_column(frame: pd.DataFrame) -> pd.Series | None:

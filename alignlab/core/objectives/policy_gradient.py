@@ -13,11 +13,11 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from alignlab.core.losses import clipped_surrogate_loss, gae, kl_estimate, masked_mean, policy_gradient_loss, value_loss
+from alignlab.core.objectives.base import Objective, Targets
+from alignlab.core.targets import group_mean_baseline, group_normalized_advantages, leave_one_out_advantages
+from alignlab.core.types import LogProbs, Rollout
 from alignlab.errors import ConfigError, check_range
-from alignlab.losses import clipped_surrogate_loss, gae, kl_estimate, masked_mean, policy_gradient_loss, value_loss
-from alignlab.objectives.base import Objective, Targets
-from alignlab.targets import group_mean_baseline, group_normalized_advantages, leave_one_out_advantages
-from alignlab.types import LogProbs, Rollout
 
 BASELINES = ("group_mean", "batch_mean", "none")
 

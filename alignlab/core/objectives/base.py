@@ -12,9 +12,9 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
+from alignlab.core.losses import kl_estimate
+from alignlab.core.types import LogProbs, Rollout
 from alignlab.errors import ConfigError, check_range
-from alignlab.losses import kl_estimate
-from alignlab.types import LogProbs, Rollout
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
 
@@ -45,7 +45,7 @@ class Objective:
     kl_in_reward_allowed: ClassVar[bool] = False
 
     kl_coef: float = 0.0  # weight of the KL(pi || pi_ref) anchor (0 disables it)
-    kl_estimator: str = "k3"  # k1, k2 or k3 (see alignlab.losses.kl_estimate)
+    kl_estimator: str = "k3"  # k1, k2 or k3 (see alignlab.core.losses.kl_estimate)
     kl_in: str = "loss"  # "loss": + kl_coef * KL in the loss; "reward": r - kl_coef * KL (policy gradient only)
 
     # ---- what the training loop asks -------------------------------------------------------------------

@@ -24,12 +24,16 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from alignlab.core.reward_mix import MixtureSpec, with_reward_mixture
+from alignlab.core.roles import resolve_reward
+from alignlab.core.sampling import SamplingConfig
+from alignlab.core.train import TrainConfig, check_run, train
 from alignlab.errors import AlignlabError, ConfigError
-from alignlab.loggers import RunRecorder, start_loggers
-from alignlab.recording import check_recordable
-from alignlab.rewards import MixtureSpec, with_reward_mixture
-from alignlab.roles import resolve_reward
-from alignlab.rundir import (
+from alignlab.runs.loggers import RunRecorder, start_loggers
+from alignlab.runs.schema import check_config, schema_type
+from alignlab.runs.tuned import apply_tuned
+from alignlab.storage.recording import check_recordable
+from alignlab.storage.rundir import (
     CHECKPOINT,
     SUMMARY,
     check_file_slots,
@@ -37,11 +41,7 @@ from alignlab.rundir import (
     finished_run_problem,
     write_json,
 )
-from alignlab.sampling import SamplingConfig
-from alignlab.schema import check_config, schema_type
-from alignlab.train import TrainConfig, check_run, train
-from alignlab.tuning import apply_tuned
-from alignlab.warmstart import REFERENCE_MODES, check_finished, save_policy
+from alignlab.storage.warmstart import REFERENCE_MODES, check_finished, save_policy
 
 GROUPS = ("task", "algo", "sampling", "experiment", "data", "mix", "logger", "tuned")
 
@@ -392,7 +392,7 @@ def finished(run_dir: Path, force: bool) -> dict | None:
 
 
 def check_data_options(cfg: DictConfig, train_cfg: TrainConfig) -> None:
-    """The data options' checks that need no task (alignlab/warmstart.py, alignlab/rewards.py)."""
+    """The data options' checks that need no task (alignlab/storage/warmstart.py, alignlab/core/reward_mix.py)."""
     if cfg.get("init_from") is not None:
         check_finished(cfg.init_from, "init_from")
     if cfg.get("init_reference", "keep") not in REFERENCE_MODES:
@@ -461,7 +461,7 @@ def run(cfg: DictConfig) -> dict | None:
         f"({summary['wall_seconds']:.2f} s) -> {summary_path}"
     )
     if cfg.plot:
-        from alignlab.plot import plot_run, plot_sweep
+        from alignlab.plots.plot import plot_run, plot_sweep
 
         figures = [plot_run(run_dir)] if cfg.num_seeds == 1 else [p for p in plot_sweep(run_dir) if p.suffix == ".png"]
         for figure in figures:

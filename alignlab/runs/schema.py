@@ -6,9 +6,9 @@ naming the key. Ranges are checked by the code that owns each value (`TrainConfi
 `SamplingConfig.check`, `Objective.check`, the task constructors), which raise a ConfigError with the fix.
 
 Adding a key is one line in the dataclass of its group:
-- root and train: `RootConfig` here and `alignlab.train.TrainConfig`;
-- sampling: `alignlab.sampling.SamplingConfig`;
-- algo: the objective's own dataclass field (`alignlab/objectives/*.py`): its schema is derived from it;
+- root and train: `RootConfig` here and `alignlab.core.train.TrainConfig`;
+- sampling: `alignlab.core.sampling.SamplingConfig`;
+- algo: the objective's own dataclass field (`alignlab/core/objectives/*.py`): its schema is derived from it;
 - task: `BanditTaskConfig`, `SyntheticLMTaskConfig`, `FullScaleTaskConfig` here (kept apart from the tier
   packages so that composing a config imports no model code).
 """
@@ -24,9 +24,9 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from alignlab.core.sampling import SamplingConfig
+from alignlab.core.train import TrainConfig
 from alignlab.errors import ConfigError
-from alignlab.sampling import SamplingConfig
-from alignlab.train import TrainConfig
 
 SCHEMA_GROUP = "alignlab_schema"
 
@@ -59,11 +59,11 @@ class RootConfig:
     record_rollouts: bool = False  # write every round's scored samples to rollouts.parquet
     save_policy: bool = False  # write the final policy to policy.pt (for init_from, sampling.behaviour_from)
     init_from: str | None = None  # start from this finished run's final policy
-    init_reference: str = "keep"  # with init_from: keep | move (checked by alignlab/warmstart.py)
-    reward_mix: Any = None  # weights or a schedule of named rewards (checked by alignlab/rewards.py)
-    logger: Any = None  # conf/logger/*.yaml, one entry per chosen tracker (checked by alignlab/loggers.py)
-    tuned: Any = None  # conf/tuned/*.yaml, tuned settings per objective (checked by alignlab/tuning.py)
-    tune: Any = None  # experiment=tune: the metric and the knobs searched (alignlab/tune.py)
+    init_reference: str = "keep"  # with init_from: keep | move (checked by alignlab/storage/warmstart.py)
+    reward_mix: Any = None  # weights or a schedule of named rewards (checked by alignlab/core/reward_mix.py)
+    logger: Any = None  # conf/logger/*.yaml, one entry per chosen tracker (checked by alignlab/runs/loggers.py)
+    tuned: Any = None  # conf/tuned/*.yaml, tuned settings per objective (checked by alignlab/runs/tuned.py)
+    tune: Any = None  # experiment=tune: the metric and the knobs searched (alignlab/science/tune.py)
     record_distribution: bool = True  # write the policy's distribution at each evaluation (distributions.csv)
 
 
@@ -73,7 +73,7 @@ class TaskConfig:
 
     _target_: str = MISSING
     name: str = MISSING
-    reward: str = MISSING  # a reward name, or a role of `roles` (alignlab/roles.py)
+    reward: str = MISSING  # a reward name, or a role of `roles` (alignlab/core/roles.py)
     roles: dict[str, str] = field(default_factory=dict)  # role (hard, easy, verifiable, ...) -> reward name
 
 
@@ -206,7 +206,7 @@ def objective_schema(cls: type) -> type:
 def register() -> None:
     """Store every schema in Hydra's ConfigStore, where the yamls' defaults lists find them:
     `/alignlab_schema/root`, `/alignlab_schema/task/<tier>`, `/alignlab_schema/algo/<Objective class>`."""
-    from alignlab import objectives
+    from alignlab.core import objectives
 
     store = ConfigStore.instance()
     store.store(group=SCHEMA_GROUP, name="root", node=RootConfig)

@@ -1,6 +1,6 @@
 """Tuned settings per objective: apply a `conf/tuned/*.yaml` file to a run.
 
-A tuned-settings file (written by `alignlab-tune`, see alignlab/tune.py) says on which task, reward and sampling
+A tuned-settings file (written by `alignlab-tune`, see alignlab/science/tune.py) says on which task, reward and sampling
 regime it was tuned, and the best settings found for each objective:
 
     # @package tuned
@@ -12,7 +12,7 @@ regime it was tuned, and the best settings found for each objective:
       ...
 
 `alignlab algo=dpo tuned=bandit_r1_online` runs DPO with those settings; the file's settings win over the task's
-defaults. Rewards compare by name after roles are resolved (alignlab/roles.py): on the bandit, whose `hard` role
+defaults. Rewards compare by name after roles are resolved (alignlab/core/roles.py): on the bandit, whose `hard` role
 is r1, `task.reward=hard` and `task.reward=r1` both take a file tuned on r1. A file tuned for another task, reward
 or regime, or without the objective, stops the run in one line.
 """

@@ -26,9 +26,9 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from alignlab.core.roles import resolve_reward
 from alignlab.errors import ConfigError
-from alignlab.roles import resolve_reward
-from alignlab.tuning import tuned_name
+from alignlab.runs.tuned import tuned_name
 
 RESULTS = "optimization_results.yaml"
 AGGREGATES = ("mean", "min", "quantile")
@@ -100,7 +100,7 @@ def tuned_dir() -> Path:
 
 def tune_one(algo: str, overrides: list[str], log_dir: Path) -> tuple[str, dict, float, float]:
     """One objective's Optuna sweep, in its own process: (algo, best settings, best value, seconds)."""
-    from alignlab.api import compose_config
+    from alignlab.runs.api import compose_config
 
     started = time.perf_counter()
     command = [sys.executable, "-m", "alignlab", "-m", "experiment=tune", f"algo={algo}", *overrides]
@@ -122,7 +122,7 @@ def tune(argv: list[str] | None = None) -> Path:
     parser.add_argument("--jobs", type=int, default=2, help="objectives tuned at the same time (processes)")
     parser.add_argument("--out", type=Path, default=None, help="the tuned-settings file (default: conf/tuned/...)")
     args = parser.parse_args(argv)
-    from alignlab.api import compose_config
+    from alignlab.runs.api import compose_config
 
     algos = args.algos.split(",") if args.algos else all_objectives()
     cfg = compose_config("experiment=tune", f"algo={algos[0]}", *args.overrides)
