@@ -159,30 +159,3 @@ def load_or_train(task) -> PreferenceReward:
     except OSError:
         pass
     return PreferenceReward(model, offset)
-
-
-def evaluate_rewards(task, policy, generator: torch.Generator, rewards: dict) -> dict[str, float]:
-    """Each reward's mean on the held-out prompts (eval_prompts x eval_samples_per_prompt samples), and, when
-    `preference` is one of them, the hidden rule it was trained on (`preference_hidden`)."""
-    prompts, completions = task._sample_eval(policy, generator, task.eval_samples_per_prompt)
-    result = {name: float(fn(prompts, completions).float().mean()) for name, fn in rewards.items()}
-    if "preference" in rewards:
-        result["preference_hidden"] = float(hidden_preference(completions, task.tokenizer.eos_id).mean())
-    return result
-
-
-def named_reward(task, name: str):
-    """The task's reward called `name` (for mixtures): the reward model for `preference`, else a copy of the
-    task's own reward rule set to `name`."""
-    import copy
-
-    from alignlab.errors import ConfigError
-    from synthetic_llm.task import REWARDS
-
-    if name not in REWARDS:
-        raise ConfigError(f"reward_mix names {name}, not a synthetic_llm reward", f"use one of {', '.join(REWARDS)}")
-    if name == "preference":
-        return load_or_train(task)
-    other = copy.copy(task)
-    other.reward_name = name
-    return other.reward

@@ -263,13 +263,29 @@ class SyntheticLMTask:
         return self.correct(prompts, completions, ended).float()
 
     def reward_function(self, name: str):
-        """A named reward of this task (the reward model is trained once and kept), for reward mixtures."""
+        """A named reward of this task, for reward mixtures: the reward model for `preference` (trained once and
+        kept), else a copy of the task's own reward rule set to `name`."""
+        if name not in REWARDS:
+            raise ConfigError(
+                f"reward_mix names {name}, not a synthetic_llm reward", f"use one of {', '.join(REWARDS)}"
+            )
         if name not in self._named_rewards:
-            self._named_rewards[name] = preference.named_reward(self, name)
+            if name == "preference":
+                self._named_rewards[name] = preference.load_or_train(self)
+            else:
+                other = copy.copy(self)
+                other.reward_name = name
+                self._named_rewards[name] = other.reward
         return self._named_rewards[name]
 
     def evaluate_rewards(self, policy, generator: torch.Generator, rewards: dict) -> dict[str, float]:
-        return preference.evaluate_rewards(self, policy, generator, rewards)
+        """Each reward's mean on the held-out prompts (eval_prompts x eval_samples_per_prompt samples), and, when
+        `preference` is one of them, the hidden rule it was trained on (`preference_hidden`)."""
+        prompts, completions = self._sample_eval(policy, generator, self.eval_samples_per_prompt)
+        result = {name: float(fn(prompts, completions).float().mean()) for name, fn in rewards.items()}
+        if "preference" in rewards:
+            result["preference_hidden"] = float(preference.hidden_preference(completions, self.tokenizer.eos_id).mean())
+        return result
 
     def correct(self, prompts: list, completions: TokenCompletions, ended: Tensor) -> Tensor:
         """Arithmetic: the response is exactly the sum's digits, followed by the end token."""

@@ -225,6 +225,7 @@ def bad_runs(folder: Path) -> None:
     from alignlab.core.objectives import DPO
     from alignlab.core.sampling import SamplingConfig
     from alignlab.core.train import TrainConfig, train
+    from alignlab.storage.run import RunStorage
     from alignlab.storage.rundir import SUMMARY, write_json
     from alignlab.storage.warmstart import save_policy
     from bandits import BanditTask
@@ -232,7 +233,7 @@ def bad_runs(folder: Path) -> None:
     tajwar = BanditTask(name="bandit_tajwar100", num_arms=100, reference="cauchy_tanh", r1_peak=70, r2_peak=20)
     one_round = TrainConfig(iterations=1, lr=0.05, progress=False)
     for name, task in (("bandit_recording", BanditTask()), ("tajwar_recording", tajwar)):
-        train(task, DPO(), SamplingConfig(), one_round, run_dir=folder / name, record_rollouts=True)
+        train(task, DPO(), SamplingConfig(), one_round, hooks=[RunStorage(folder / name, record_rollouts=True)])
     five_arms = BanditTask(num_arms=5, r1_peak=4)  # the bandit task, another model (5 arms, not 8)
     runs = [("tajwar_run", tajwar, True, True), ("five_arm_run", five_arms, True, True)]
     runs += [

@@ -12,6 +12,7 @@ from alignlab.core.sampling import Sampler, SamplingConfig
 from alignlab.core.train import TrainConfig, train
 from alignlab.errors import ConfigError, DataError
 from alignlab.storage.recording import ROLLOUTS, Recording
+from alignlab.storage.run import RunStorage
 from alignlab.storage.rundir import SUMMARY, write_json
 from alignlab.storage.warmstart import POLICY, make_policies, save_policy
 from bandits import BanditTask
@@ -52,10 +53,10 @@ def tiny_lm(tmp_path_factory):
 def test_bandit_offline_replay_in_recorded_order_reproduces_the_online_run(tmp_path, objective):
     task = BanditTask()
     _, online_rows, online = train(
-        task, objective(), SamplingConfig(), CFG, seed=3, run_dir=tmp_path, record_rollouts=True
+        task, objective(), SamplingConfig(), CFG, seed=3, hooks=[RunStorage(tmp_path, record_rollouts=True)]
     )
     replay = SamplingConfig(sync_every=None, dataset=str(tmp_path), dataset_order="recorded")
-    _, replay_rows, replayed = train(task, objective(), replay, CFG, seed=3)
+    _, replay_rows, replayed = train(task, objective(), replay, CFG, seed=3, hooks=[RunStorage()])
     assert torch.equal(online.logits, replayed.logits)
     keys = [k for k in online_rows[-1] if k.startswith(("loss/", "eval/", "train/reward"))]
     assert "loss/total" in keys
@@ -66,10 +67,10 @@ def test_bandit_offline_replay_in_recorded_order_reproduces_the_online_run(tmp_p
 def test_synthetic_llm_offline_replay_in_recorded_order_reproduces_the_online_run(tmp_path, tiny_lm, objective):
     cfg = TrainConfig(iterations=4, lr=2e-4, progress=False, eval_every=2)
     _, online_rows, online = train(
-        tiny_lm, objective(), SamplingConfig(), cfg, seed=0, run_dir=tmp_path, record_rollouts=True
+        tiny_lm, objective(), SamplingConfig(), cfg, seed=0, hooks=[RunStorage(tmp_path, record_rollouts=True)]
     )
     replay = SamplingConfig(sync_every=None, dataset=str(tmp_path / ROLLOUTS), dataset_order="recorded")
-    _, replay_rows, replayed = train(tiny_lm, objective(), replay, cfg, seed=0)
+    _, replay_rows, replayed = train(tiny_lm, objective(), replay, cfg, seed=0, hooks=[RunStorage()])
     for a, b in zip(online.model.parameters(), replayed.model.parameters(), strict=True):
         assert torch.equal(a, b)
     assert [r.get("loss/total") for r in online_rows] == [r.get("loss/total") for r in replay_rows]
@@ -79,7 +80,7 @@ def test_synthetic_llm_offline_replay_in_recorded_order_reproduces_the_online_ru
 def test_a_recording_has_one_row_per_sample_with_the_behaviour_logps(tmp_path):
     task = BanditTask()
     sampling = SamplingConfig(sync_every=3, prompts_per_round=2, samples_per_prompt=4)
-    _, rows, _ = train(task, DPO(), sampling, CFG, seed=0, run_dir=tmp_path, record_rollouts=True)
+    _, rows, _ = train(task, DPO(), sampling, CFG, seed=0, hooks=[RunStorage(tmp_path, record_rollouts=True)])
     frame = pd.read_parquet(tmp_path / ROLLOUTS)
     assert len(frame) == CFG.iterations * 2 * 4
     assert sorted(frame["round"].unique()) == list(range(1, CFG.iterations + 1))
@@ -97,7 +98,7 @@ def test_a_round_mixing_offline_and_online_data_is_recorded_with_every_rows_beha
     offline data are reference samples), and the recording replays the mixed run exactly."""
     task = BanditTask()
     mixed = SamplingConfig(prompts_per_round=4, offline_fraction=0.5, offline_prompts=8)
-    _, rows, online = train(task, objective(), mixed, CFG, seed=1, run_dir=tmp_path, record_rollouts=True)
+    _, rows, online = train(task, objective(), mixed, CFG, seed=1, hooks=[RunStorage(tmp_path, record_rollouts=True)])
     frame = pd.read_parquet(tmp_path / ROLLOUTS)
     assert frame["behaviour_logp"].notna().all() and len(frame) == CFG.iterations * 4 * 4
     assert frame.groupby("round")["offline"].sum().tolist() == [8] * CFG.iterations  # 2 of 4 prompts, 4 samples each
@@ -105,7 +106,7 @@ def test_a_round_mixing_offline_and_online_data_is_recorded_with_every_rows_beha
     reference = torch.log_softmax(task.ref_logits, 0)[offline["completion"].to_numpy()]
     assert torch.allclose(torch.tensor(offline["behaviour_logp"].to_numpy()).float(), reference)
     replay = SamplingConfig(sync_every=None, prompts_per_round=4, dataset=str(tmp_path), dataset_order="recorded")
-    _, replay_rows, replayed = train(task, objective(), replay, CFG, seed=1)
+    _, replay_rows, replayed = train(task, objective(), replay, CFG, seed=1, hooks=[RunStorage()])
     assert torch.equal(online.logits, replayed.logits)
     assert [r.get("loss/total") for r in rows] == [r.get("loss/total") for r in replay_rows]
 
@@ -113,7 +114,7 @@ def test_a_round_mixing_offline_and_online_data_is_recorded_with_every_rows_beha
 def test_an_offline_run_is_recorded_with_behaviour_logps_and_a_file_missing_some_is_refused(tmp_path):
     task = BanditTask()
     offline = SamplingConfig(sync_every=None, offline_prompts=8)
-    train(task, DPO(), offline, CFG, seed=0, run_dir=tmp_path, record_rollouts=True)
+    train(task, DPO(), offline, CFG, seed=0, hooks=[RunStorage(tmp_path, record_rollouts=True)])
     frame = pd.read_parquet(tmp_path / ROLLOUTS)
     assert frame["offline"].all() and frame["behaviour_logp"].notna().all()
     frame.loc[0, "behaviour_token_logps"] = None
@@ -125,10 +126,12 @@ def test_an_offline_run_is_recorded_with_behaviour_logps_and_a_file_missing_some
 def test_a_resumed_run_continues_the_recording_without_duplicates(tmp_path):
     task = BanditTask()
     cfg = TrainConfig(iterations=10, lr=0.05, progress=False, checkpoint_every=4)
-    _, _, _ = train(task, DPO(), SamplingConfig(), cfg, seed=0, run_dir=tmp_path / "whole", record_rollouts=True)
+    _, _, _ = train(
+        task, DPO(), SamplingConfig(), cfg, seed=0, hooks=[RunStorage(tmp_path / "whole", record_rollouts=True)]
+    )
     killed = TrainConfig(iterations=6, lr=0.05, progress=False, checkpoint_every=4)  # rounds 5, 6 after the checkpoint
-    train(task, DPO(), SamplingConfig(), killed, seed=0, run_dir=tmp_path / "resumed", record_rollouts=True)
-    train(task, DPO(), SamplingConfig(), cfg, seed=0, run_dir=tmp_path / "resumed", record_rollouts=True)
+    train(task, DPO(), SamplingConfig(), killed, seed=0, hooks=[RunStorage(tmp_path / "resumed", record_rollouts=True)])
+    train(task, DPO(), SamplingConfig(), cfg, seed=0, hooks=[RunStorage(tmp_path / "resumed", record_rollouts=True)])
     whole = pd.read_parquet(tmp_path / "whole" / ROLLOUTS)
     resumed = pd.read_parquet(tmp_path / "resumed" / ROLLOUTS)
     assert len(resumed) == len(whole)
@@ -137,9 +140,17 @@ def test_a_resumed_run_continues_the_recording_without_duplicates(tmp_path):
 
 def test_shuffled_order_uses_every_recorded_group_once_per_pass(tmp_path):
     task = BanditTask()
-    train(task, DPO(), SamplingConfig(prompts_per_round=4), CFG, seed=0, run_dir=tmp_path, record_rollouts=True)
+    train(
+        task,
+        DPO(),
+        SamplingConfig(prompts_per_round=4),
+        CFG,
+        seed=0,
+        hooks=[RunStorage(tmp_path, record_rollouts=True)],
+    )
     cfg = SamplingConfig(sync_every=None, prompts_per_round=6, dataset=str(tmp_path))
-    sampler = Sampler(cfg, task, task.make_policy(), torch.Generator().manual_seed(0))
+    source = RunStorage().offline_source(task, cfg)
+    sampler = Sampler(cfg, task, task.make_policy(), torch.Generator().manual_seed(0), source)
     assert len(sampler.offline) == CFG.iterations * 4 * 4
     seen = torch.cat([sampler.next_round()[0].completions for _ in range(8)])  # 8 rounds x 6 = 48 groups
     assert torch.equal(seen.sort().values, sampler.offline.completions.sort().values)
@@ -162,7 +173,9 @@ def test_init_from_starts_at_the_runs_policy_with_the_reference_kept_or_moved(tm
     assert torch.equal(policy.logits, first.logits) and torch.equal(kept.logits, task.ref_logits)
     policy, moved = make_policies(task, str(tmp_path), "move")
     assert torch.equal(moved.logits, first.logits) and not moved.logits.requires_grad
-    _, rows, _ = train(task, DPO(), SamplingConfig(), CFG, seed=0, init_from=str(tmp_path), init_reference="move")
+    _, rows, _ = train(
+        task, DPO(), SamplingConfig(), CFG, seed=0, hooks=[RunStorage(init_from=str(tmp_path), init_reference="move")]
+    )
     assert rows[0]["eval/kl_ref"] > 0.01  # eval/kl_ref is to the task's reference: the run started away from it
 
 
@@ -173,7 +186,8 @@ def test_offline_data_resampled_from_a_saved_policy_carries_its_logps(tmp_path):
         saved.logits += torch.arange(8.0)
     finished_run(tmp_path, task, saved)
     cfg = SamplingConfig(sync_every=None, offline_prompts=64, behaviour_from=str(tmp_path))
-    sampler = Sampler(cfg, task, task.make_policy(), torch.Generator().manual_seed(0))
+    source = RunStorage().offline_source(task, cfg)
+    sampler = Sampler(cfg, task, task.make_policy(), torch.Generator().manual_seed(0), source)
     data = sampler.offline
     assert torch.allclose(data.old_logps.sum(), torch.log_softmax(saved.logits, 0)[data.completions])
     assert data.completions.float().mean() > 5.0  # drawn from the saved policy, not the reference (mean arm 1.2)
@@ -222,7 +236,7 @@ def test_recording_on_several_processes_is_refused_before_any_work(tmp_path, mon
     so a recording would hold only its share; the run stops with one line naming the fix."""
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match="only rank 0's share") as error:
-        train(BanditTask(), DPO(), SamplingConfig(), CFG, run_dir=tmp_path, record_rollouts=True)
+        train(BanditTask(), DPO(), SamplingConfig(), CFG, hooks=[RunStorage(tmp_path, record_rollouts=True)])
     assert "Fix:" in str(error.value) and "\n" not in str(error.value)
     assert not (tmp_path / ROLLOUTS).exists()
 
@@ -272,10 +286,10 @@ def test_contextual_online_dpo_learns_and_replays_exactly(tmp_path):
     task = small_contextual()
     cfg = TrainConfig(iterations=30, lr=0.01, progress=False, eval_every=10)
     sampling = SamplingConfig(prompts_per_round=4, samples_per_prompt=4)
-    _, rows, online = train(task, DPO(), sampling, cfg, seed=0, run_dir=tmp_path, record_rollouts=True)
+    _, rows, online = train(task, DPO(), sampling, cfg, seed=0, hooks=[RunStorage(tmp_path, record_rollouts=True)])
     assert rows[-1]["eval/reward"] > task.evaluate(task.make_reference())["reward"] + 0.1
     replay = SamplingConfig(sync_every=None, samples_per_prompt=4, dataset=str(tmp_path), dataset_order="recorded")
-    _, _, replayed = train(task, DPO(), replay, cfg, seed=0)
+    _, _, replayed = train(task, DPO(), replay, cfg, seed=0, hooks=[RunStorage()])
     for a, b in zip(online.parameters(), replayed.parameters(), strict=True):
         assert torch.equal(a, b)
 

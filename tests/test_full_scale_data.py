@@ -18,6 +18,7 @@ from alignlab.core.sampling import SamplingConfig
 from alignlab.core.train import TrainConfig, train
 from alignlab.errors import ConfigError
 from alignlab.storage.recording import ROLLOUTS, Recording
+from alignlab.storage.run import RunStorage
 from alignlab.storage.rundir import SUMMARY, write_json
 from alignlab.storage.warmstart import save_policy
 from full_scale import FullScaleTask
@@ -147,7 +148,9 @@ def test_a_tier3_mixture_it_cannot_build_is_one_line_naming_the_fix(spec, messag
 @pytest.mark.parametrize("objective", [DPO, GRPO], ids=["dpo", "grpo"])
 def test_a_tier3_recording_replayed_in_recorded_order_reproduces_the_online_run(tmp_path, reward_model, objective):
     task = make_task(reward="reward_model", reward_model=reward_model)
-    _, online_rows, online = train(task, objective(), SAMPLING, quick(3), run_dir=tmp_path, record_rollouts=True)
+    _, online_rows, online = train(
+        task, objective(), SAMPLING, quick(3), hooks=[RunStorage(tmp_path, record_rollouts=True)]
+    )
     assert all("loss/total" in r for r in online_rows[1:])
     frame = pd.read_parquet(tmp_path / ROLLOUTS)
     assert len(frame) == 3 * 2 * 2 and frame["behaviour_logp"].notna().all() and not frame["offline"].any()
@@ -155,7 +158,7 @@ def test_a_tier3_recording_replayed_in_recorded_order_reproduces_the_online_run(
     replay = SamplingConfig(
         sync_every=None, prompts_per_round=2, samples_per_prompt=2, dataset=str(tmp_path), dataset_order="recorded"
     )
-    _, replay_rows, replayed = train(task, objective(), replay, quick(3))
+    _, replay_rows, replayed = train(task, objective(), replay, quick(3), hooks=[RunStorage()])
     assert torch.equal(weights(online), weights(replayed))
     assert [r.get("loss/total") for r in online_rows] == [r.get("loss/total") for r in replay_rows]
 
@@ -165,7 +168,9 @@ def test_init_from_and_behaviour_from_a_finished_tier3_run(tmp_path, reward_mode
     _, _, first = train(task, DPO(), SAMPLING, quick(2))
     (tmp_path / "first").mkdir()
     run = finished(tmp_path / "first", task, first)
-    _, rows, warm = train(task, DPO(), SAMPLING, quick(1, lr=1e-12), init_from=run, init_reference="move")
+    _, rows, warm = train(
+        task, DPO(), SAMPLING, quick(1, lr=1e-12), hooks=[RunStorage(init_from=run, init_reference="move")]
+    )
     assert torch.allclose(weights(warm), weights(first), atol=1e-9)  # it started at the first run's policy
     assert abs(rows[0]["eval/kl_ref"]) > 1e-3  # an estimate, to the task's reference: the run started away
     assert rows[1]["loss/total"] == pytest.approx(0.693147, abs=1e-5)  # DPO at pi = pi_ref (moved): log 2
@@ -173,11 +178,12 @@ def test_init_from_and_behaviour_from_a_finished_tier3_run(tmp_path, reward_mode
     resampled = SamplingConfig(**(vars(offline) | {"behaviour_from": run}))
     from alignlab.core.sampling import Sampler
 
-    data = Sampler(resampled, task, task.make_policy(), torch.Generator().manual_seed(0)).offline
+    source = RunStorage().offline_source(task, resampled)
+    data = Sampler(resampled, task, task.make_policy(), torch.Generator().manual_seed(0), source).offline
     with torch.no_grad():
         expected = first.logprobs(data.prompts, data.completions).sum()
     assert torch.allclose(data.old_logps.sum(), expected, atol=1e-5)  # drawn by, and scored under, the saved policy
-    _, rows, _ = train(task, DPO(), resampled, quick(2))
+    _, rows, _ = train(task, DPO(), resampled, quick(2), hooks=[RunStorage()])
     assert rows[-1]["train/updates"] == 2.0
 
 
@@ -190,7 +196,7 @@ def test_rounds_mixing_offline_and_online_data_are_recorded_with_behaviour_logps
     the recording replays the run."""
     task = make_task(reward="reward_model", reward_model=reward_model)
     mixed = SamplingConfig(prompts_per_round=2, samples_per_prompt=2, offline_fraction=0.5, offline_prompts=4)
-    _, rows, online = train(task, objective(), mixed, quick(3), run_dir=tmp_path, record_rollouts=True)
+    _, rows, online = train(task, objective(), mixed, quick(3), hooks=[RunStorage(tmp_path, record_rollouts=True)])
     frame = pd.read_parquet(tmp_path / ROLLOUTS)
     assert frame["behaviour_logp"].notna().all() and frame.groupby("round")["offline"].sum().tolist() == [2, 2, 2]
     rows_offline = torch.tensor(frame.index[frame["offline"]].to_numpy())
@@ -201,7 +207,7 @@ def test_rounds_mixing_offline_and_online_data_are_recorded_with_behaviour_logps
     replay = SamplingConfig(
         sync_every=None, prompts_per_round=2, samples_per_prompt=2, dataset=str(tmp_path), dataset_order="recorded"
     )
-    _, replay_rows, _ = train(task, objective(), replay, quick(3))
+    _, replay_rows, _ = train(task, objective(), replay, quick(3), hooks=[RunStorage()])
     # Not bit for bit: the run took the offline rows' reference log-probs in one forward over the whole offline
     # set, the replay in one over the round (measured: losses equal to 1e-6).
     losses = [r["loss/total"] for r in rows[1:]]

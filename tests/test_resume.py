@@ -112,17 +112,18 @@ MOMENTS = ["iteration", "checkpoint_write", "metrics_append", "before_summary"]
 
 def interrupt(patch, moment: str, rng: random.Random, checkpoints: int, evaluations: int) -> None:
     from alignlab.core import train
+    from alignlab.storage import run
 
     if moment == "iteration":
         kill_at(patch, train, "check_evaluation", rng.randint(2, evaluations))
     elif moment == "checkpoint_write":
 
-        def half_written(path, state):
+        def half_written(path, state, writer=None):
             buffer = io.BytesIO()
             torch.save(state, buffer)
             half_written_checkpoint(path, buffer.getvalue())
 
-        kill_at(patch, train, "save_checkpoint", rng.randint(1, checkpoints), before=half_written)
+        kill_at(patch, run, "save_checkpoint", rng.randint(1, checkpoints), before=half_written)
     elif moment == "metrics_append":
         kill_at(patch, rundir.MetricsFile, "write", rng.randint(2, checkpoints), before=half_appended_metrics)
     else:

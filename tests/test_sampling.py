@@ -7,6 +7,7 @@ from alignlab.core.objectives import DPO, PPO
 from alignlab.core.sampling import Sampler, SamplingConfig
 from alignlab.core.train import TrainConfig, train
 from alignlab.errors import ConfigError
+from alignlab.storage.run import RunStorage
 from bandits import BanditTask
 
 CFG = TrainConfig(iterations=20, lr=0.05, progress=False)
@@ -124,9 +125,9 @@ def test_an_interrupted_run_resumes_to_the_same_numbers(tmp_path):
             return super().evaluate(policy, generator)
 
     with pytest.raises(Crash):
-        train(CrashingTask(), PPO(), SamplingConfig(sync_every=3), cfg, seed=0, run_dir=tmp_path)
+        train(CrashingTask(), PPO(), SamplingConfig(sync_every=3), cfg, seed=0, hooks=[RunStorage(tmp_path)])
     assert (tmp_path / "checkpoint.pt").exists()
-    resumed = strip_time(train(task, PPO(), SamplingConfig(sync_every=3), cfg, seed=0, run_dir=tmp_path)[1])
+    resumed = strip_time(train(task, PPO(), SamplingConfig(sync_every=3), cfg, seed=0, hooks=[RunStorage(tmp_path)])[1])
     assert resumed == reference
 
 

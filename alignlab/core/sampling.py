@@ -7,12 +7,14 @@
   policy that is refreshed once `s` optimizer updates have been taken since the last refresh.
 `offline_fraction` mixes offline prompts into online rounds (Tajwar et al. 2024, arXiv:2404.14367).
 The offline data is the task's (reference samples), a recording (`dataset`, replayed in `recorded` order or in
-`shuffled` passes: alignlab/storage/recording.py) or samples of a finished run's policy (`behaviour_from`).
+`shuffled` passes) or samples of a finished run's policy (`behaviour_from`). The last two live on disk: the
+caller's storage reads them (alignlab/storage/run.py) and hands them to the sampler as an `OfflineSource`.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,8 +22,8 @@ from omegaconf import OmegaConf
 
 from alignlab.core.types import Rollout
 from alignlab.errors import ConfigError
-from alignlab.storage.recording import ORDERS, Recording
-from alignlab.storage.warmstart import load_policy, sample_offline
+
+ORDERS = ("recorded", "shuffled")  # sampling.dataset_order
 
 
 def rounds_for_budget(prompt_budget: int, prompts_per_round: int) -> int:
@@ -93,10 +95,6 @@ class SamplingConfig:
                 "sampling.dataset",
                 "set sampling=offline sampling.dataset=<run dir>, or sampling.dataset_order=shuffled",
             )
-        if self.dataset is not None:
-            from alignlab.storage.recording import read_table
-
-            read_table(self.dataset)  # a missing or empty recording fails here, before anything is written
         if self.minibatch_prompts is not None and (
             self.minibatch_prompts < 1 or self.prompts_per_round % self.minibatch_prompts
         ):
@@ -118,10 +116,22 @@ class SamplingConfig:
         return int(round(self.offline_fraction * self.prompts_per_round))
 
 
+@dataclass
+class OfflineSource:
+    """Offline data that storage read for the sampler (alignlab/storage/run.py): `draw(generator)` gives the
+    dataset (a recording's rows, or samples of a saved policy drawn with the run's generator); `replay` gives a
+    recording's rounds in order (`.rounds`, and `.round(index)`, 0-based), for dataset_order=recorded."""
+
+    draw: Callable[[torch.Generator], Rollout] | None = None
+    replay: object | None = None
+
+
 class Sampler:
     """Produces each round's rollout and keeps the sampling policy in sync with the trained one."""
 
-    def __init__(self, cfg: SamplingConfig, task, policy, generator: torch.Generator):
+    def __init__(
+        self, cfg: SamplingConfig, task, policy, generator: torch.Generator, source: OfflineSource | None = None
+    ):
         self.cfg = cfg
         self.task = task
         self.policy = policy
@@ -138,14 +148,17 @@ class Sampler:
         self.offline: Rollout | None = None
         self.recording = None  # a recording replayed round by round (dataset_order=recorded)
         self.replayed = 0
+        if source is None and (cfg.dataset is not None or cfg.behaviour_from is not None):
+            key = "sampling.dataset" if cfg.dataset is not None else "sampling.behaviour_from"
+            raise ConfigError(
+                f"{key} names data on disk, and no storage was given to read it",
+                "pass hooks=[alignlab.storage.run.RunStorage()] to train()",
+            )
         if cfg.dataset is not None and cfg.dataset_order == "recorded":
-            self.recording = Recording(cfg.dataset, task, cfg.samples_per_prompt)
+            self.recording = source.replay
         elif cfg.offline_per_round > 0:
-            if cfg.dataset is not None:
-                self.offline = Recording(cfg.dataset, task, cfg.samples_per_prompt).data
-            elif cfg.behaviour_from is not None:
-                behaviour = load_policy(cfg.behaviour_from, task, "sampling.behaviour_from")
-                self.offline = sample_offline(task, behaviour, cfg.offline_prompts, cfg.samples_per_prompt, generator)
+            if source is not None:
+                self.offline = source.draw(generator)
             else:
                 self.offline = task.offline_data(cfg.offline_prompts, cfg.samples_per_prompt, generator)
             if self.offline.samples_per_prompt != cfg.samples_per_prompt:

@@ -1,5 +1,10 @@
 """The training loop, identical on every tier.
 
+train() is the loop and nothing else. What a run does around it (resume from a checkpoint, write checkpoints
+and metrics, record rollouts, start from another run's policy, read offline data from disk, log to trackers)
+attaches through `RunHooks` objects the caller passes: alignlab/storage/run.py's `RunStorage` is the run
+directory's, `EachRow` wraps a tracker. The core does no I/O of its own.
+
 loop: [every s updates: refresh the sampler from the policy]
       draw B prompts x n samples (or the next offline batch) -> score with the reward
       -> build targets (pairs / filtered set / weights / advantages)
@@ -9,33 +14,20 @@ loop: [every s updates: refresh the sampler from the policy]
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 
 from alignlab.core.objectives.base import Objective
 from alignlab.core.optim import make_optimizer
-from alignlab.core.sampling import Sampler, SamplingConfig, minibatches_of
+from alignlab.core.sampling import OfflineSource, Sampler, SamplingConfig, minibatches_of
 from alignlab.core.types import Rollout
 from alignlab.errors import ConfigError, NumericalError, RewardError, check_range
-from alignlab.storage.recording import Recorder, check_recordable
-from alignlab.storage.rundir import (
-    CHECKPOINT,
-    METRICS,
-    MetricsFile,
-    load_checkpoint,
-    remove_stale_temporaries,
-    save_checkpoint,
-)
-from alignlab.storage.warmstart import make_policies
 
 # Rounds that all skip (no pair passes algo.min_reward_gap, no sample clears ReST's threshold) before a warning.
 SKIPPED_ROUNDS_WARNING = 10
@@ -94,37 +86,6 @@ def check_evaluation(evaluation: dict, iteration: int) -> dict:
                 "(e.g. task.skew), and check the reward",
             )
     return evaluation
-
-
-def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
-    """`key: saved -> current` for every leaf that differs between two nested config dicts."""
-    out = []
-    for key in sorted(set(saved) | set(current), key=str):
-        a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.extend(config_differences(a, b, f"{prefix}{key}."))
-        elif a != b:
-            out.append(f"{prefix}{key}: {a} -> {b}")
-    return out
-
-
-def config_hash(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def check_resumable(state: dict, config: dict | None, path: Path) -> None:
-    """A ConfigError unless the checkpoint at `path` was made with `config` (everything that sets the numbers)."""
-    if config is None or state.get("config_hash") == config_hash(config):
-        return
-    saved = state.get("config")
-    differ = config_differences(saved, config) if isinstance(saved, dict) else ["(no config recorded)"]
-    # what a run is (its task, objective, regime) first: those explain the other differences
-    differ.sort(key=lambda d: not d.split(":", 1)[0].endswith(("._target_", ".name")))
-    shown = "; ".join(differ[:4]) + (f"; and {len(differ) - 4} more" if len(differ) > 4 else "")
-    raise ConfigError(
-        f"{path} belongs to another run configuration ({shown})",
-        "force=true to start this configuration afresh there, or another directory with hydra.run.dir=PATH",
-    )
 
 
 def check_run(objective: Objective, sampling: SamplingConfig, cfg: TrainConfig) -> None:
@@ -189,42 +150,131 @@ def collect(sampler: Sampler, task, objective: Objective, reference, record: boo
     return parts[0] if len(parts) == 1 else Rollout.cat(parts)
 
 
+class RunHooks:
+    """What attaches to the loop. train() calls each method at one point, for each hook in the order given;
+    the defaults do nothing, so a hook overrides only what it needs."""
+
+    records_behaviour = False  # True: every round's behaviour log-probs are taken, for a hook that keeps them
+
+    def policies(self, task) -> tuple[object, object] | None:
+        """(policy, reference) to train instead of the task's fresh ones (a warm start), or None."""
+        return None
+
+    def offline_source(self, task, sampling: SamplingConfig) -> OfflineSource | None:
+        """The offline data `sampling.dataset` or `sampling.behaviour_from` names, read from storage, or None."""
+        return None
+
+    def start(self, loop: Loop) -> None:
+        """Before the first round: a hook that resumes loads `loop.load_state_dict` and `loop.rows` here."""
+
+    def rollout(self, loop: Loop, rollout: Rollout, iteration: int) -> None:
+        """Round `iteration` (1-based)'s scored data, before any update on it."""
+
+    def row(self, loop: Loop, row: dict) -> None:
+        """A finished metrics row (iteration 0 included): trackers, the distribution at each evaluation."""
+
+    def round_end(self, loop: Loop) -> None:
+        """After every hook has seen the round's row: a checkpoint can be written."""
+
+    def end(self, loop: Loop) -> None:
+        """After the last round."""
+
+
+class EachRow(RunHooks):
+    """A function called with each finished metrics row and the policy (alignlab/runs/loggers.py: RunRecorder)."""
+
+    def __init__(self, function: Callable[[dict, object], None]):
+        self.function = function
+
+    def row(self, loop: Loop, row: dict) -> None:
+        self.function(row, loop.policy)
+
+
+@dataclass
+class Loop:
+    """A run of train() in progress: what the hooks read, and what a checkpoint saves (`state_dict`)."""
+
+    task: object
+    cfg: TrainConfig
+    policy: object
+    reference: object
+    extra_modules: list
+    optimizer: object
+    sampler: Sampler
+    generator: torch.Generator
+    eval_generator: torch.Generator
+    rows: list[dict] = field(default_factory=list)
+    iteration: int = 0  # rounds finished
+    evaluation: dict = field(default_factory=dict)  # the last iteration's, once it is evaluated
+    started: float = 0.0  # time.perf_counter() at the start, less the time before a resume
+
+    def state_dict(self) -> dict:
+        """Everything the numbers of the rest of the run depend on: tensors, numbers and strings only, so the
+        file any hook writes from it opens with torch.load(..., weights_only=True)."""
+        return {
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "extra_modules": [m.state_dict() for m in self.extra_modules],
+            "sampler": self.sampler.state_dict(),
+            "generator": self.generator.get_state(),
+            "eval_generator": self.eval_generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            # the last iteration's evaluation: a run killed before its summary ends with these numbers
+            "final_evaluation": self.evaluation if self.iteration == self.cfg.iterations else {},
+            "iteration": self.iteration,
+            "wall_seconds": time.perf_counter() - self.started,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """The state of `state_dict()`; the rows are the resuming hook's to restore (they live on disk)."""
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for module, module_state in zip(self.extra_modules, state["extra_modules"], strict=True):
+            module.load_state_dict(module_state)
+        self.sampler.load_state_dict(state["sampler"])
+        self.generator.set_state(state["generator"])
+        self.eval_generator.set_state(state["eval_generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.iteration = state["iteration"]
+        self.started = time.perf_counter() - state["wall_seconds"]
+        self.evaluation = dict(state["final_evaluation"])
+
+
+def gradient_step(optimizer, params: list[torch.Tensor], loss: torch.Tensor, max_grad_norm: float | None) -> None:
+    """One optimizer step on `loss`: the only place the loop touches gradients."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+
+
 def train(
     task,
     objective: Objective,
     sampling: SamplingConfig,
     cfg: TrainConfig,
     seed: int = 0,
-    run_dir: Path | None = None,
-    config: dict | None = None,
-    init_from: str | None = None,
-    init_reference: str = "keep",
-    record_rollouts: bool = False,
-    on_row: Callable[[dict, object], None] | None = None,
+    hooks: Sequence[RunHooks] = (),
 ) -> tuple[dict, list[dict], object]:
-    """Train a fresh policy of `task` (or, with `init_from`, a finished run's final policy, the reference kept
-    or moved to it: alignlab/storage/warmstart.py) with `objective` under `sampling`.
+    """Train a fresh policy of `task` (or the one a hook's `policies` gives) with `objective` under `sampling`.
 
-    Returns (final evaluation, metrics rows, policy). With `run_dir`, metrics.csv is written there and, with
-    `cfg.checkpoint_every`, checkpoints too; an existing checkpoint is resumed. `config` is the resolved
-    config that sets the numbers: a checkpoint records it, and one made with another config is refused. With
-    `record_rollouts`, every round's scored samples are appended to `run_dir`/rollouts.parquet
-    (alignlab/storage/recording.py). `on_row(row, policy)` is called
-    with each finished metrics row (experiment trackers, the distribution at each evaluation).
+    Returns (final evaluation, metrics rows, policy). Everything that reads or writes files attaches through
+    `hooks` (RunHooks; alignlab/storage/run.py's RunStorage for a run directory).
     """
     check_run(objective, sampling, cfg)
-    if record_rollouts:
-        check_recordable()
 
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     eval_generator = torch.Generator().manual_seed(seed + 1_000_003)
-    policy, reference = make_policies(task, init_from, init_reference)
+    warm = next((p for p in (h.policies(task) for h in hooks) if p is not None), None)
+    policy, reference = warm if warm is not None else (task.make_policy(), task.make_reference())
     extra_modules = objective.setup(task)
     params = [p for p in policy.parameters() if p.requires_grad]
     params += [p for m in extra_modules for p in m.parameters()]
     optimizer = make_optimizer(params, lr=cfg.lr)
-    sampler = Sampler(sampling, task, policy, generator)
+    source = next((s for s in (h.offline_source(task, sampling) for h in hooks) if s is not None), None)
+    sampler = Sampler(sampling, task, policy, generator, source)
     sampler.check_rounds(cfg.iterations)
     if sampler.offline is not None:
         offline = sampler.offline
@@ -235,48 +285,29 @@ def train(
             if objective.needs_old_logps and offline.old_logps is None:
                 offline.old_logps = offline.ref_logps  # a dataset without behaviour log-probs: the reference's
 
-    rows: list[dict] = []
-    start_iteration, elapsed_before = 0, 0.0
-    checkpoint_path = None if run_dir is None else Path(run_dir) / CHECKPOINT
-    metrics_file = None if run_dir is None else MetricsFile(Path(run_dir) / METRICS)
-    if run_dir is not None:
-        remove_stale_temporaries(run_dir)
-    state = load_checkpoint(checkpoint_path) if checkpoint_path is not None and cfg.checkpoint_every else None
-    final_evaluation: dict = {}
-    if state is not None:
-        check_resumable(state, config, checkpoint_path)
-        policy.load_state_dict(state["policy"])
-        optimizer.load_state_dict(state["optimizer"])
-        for module, module_state in zip(extra_modules, state["extra_modules"], strict=True):
-            module.load_state_dict(module_state)
-        sampler.load_state_dict(state["sampler"])
-        generator.set_state(state["generator"])
-        eval_generator.set_state(state["eval_generator"])
-        torch.set_rng_state(state["torch_rng"])
-        rows = metrics_file.restore(state["metrics"])
-        start_iteration, elapsed_before = state["iteration"], state["wall_seconds"]
-        final_evaluation = state["final_evaluation"]
-
-    recorder = Recorder(run_dir, task, resume_after=start_iteration) if record_rollouts and run_dir else None
-    digest = None if config is None else config_hash(config)
+    loop = Loop(task, cfg, policy, reference, extra_modules, optimizer, sampler, generator, eval_generator)
+    loop.started = time.perf_counter()
+    for hook in hooks:
+        hook.start(loop)
+    record = any(h.records_behaviour for h in hooks)
+    rows = loop.rows
     skipped = 0
-    started = time.perf_counter() - elapsed_before
     updates = int(rows[-1]["train/updates"]) if rows else 0
-    evaluation: dict = {}
     if not rows:  # the reference's level: every curve starts at iteration 0
-        evaluation = task.evaluate(policy, eval_generator)
-        rows.append({"iteration": 0, **{f"eval/{k}": v for k, v in evaluation.items()}, "train/updates": 0.0})
-        if on_row is not None:
-            on_row(rows[-1], policy)
-    bar = tqdm(range(start_iteration, cfg.iterations), disable=not cfg.progress, delay=2.0, desc=task.name, leave=False)
+        loop.evaluation = task.evaluate(policy, eval_generator)
+        rows.append({"iteration": 0, **{f"eval/{k}": v for k, v in loop.evaluation.items()}, "train/updates": 0.0})
+        for hook in hooks:
+            hook.row(loop, rows[-1])
+    final_evaluation, loop.evaluation = loop.evaluation, {}
+    bar = tqdm(range(loop.iteration, cfg.iterations), disable=not cfg.progress, delay=2.0, desc=task.name, leave=False)
     for iteration in bar:
         t0 = time.perf_counter()
         if hasattr(task, "begin_round"):  # a reward schedule picks this round's weights
             task.begin_round(iteration)
         # 1-3. sample (from the sampler or the offline data), score, attach reference/old log-probs
-        rollout = collect(sampler, task, objective, reference, record=recorder is not None)
-        if recorder is not None:
-            recorder.write(rollout, iteration + 1, sampler.syncs)
+        rollout = collect(sampler, task, objective, reference, record=record)
+        for hook in hooks:
+            hook.rollout(loop, rollout, iteration + 1)
         row = {"iteration": iteration + 1, "train/reward": rollout.rewards.mean().item()}
         # a component of a mixture by domain is NaN on the prompts it does not score
         row.update({f"train/{k}": v.nanmean().item() for k, v in rollout.extras.items() if k.startswith("reward/")})
@@ -293,11 +324,7 @@ def train(
                 if objective.needs_old_logps and targets.rollout.old_logps is None:  # old_logps_are_current
                     targets.rollout.old_logps = logps.detach()
                 loss, metrics = objective.total_loss(targets, logps)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
+                gradient_step(optimizer, params, loss, cfg.max_grad_norm)
                 sampler.after_update()
                 updates += 1
                 row.update({k: float(v) for k, v in metrics.items()})
@@ -313,41 +340,24 @@ def train(
                 )
         # 6. evaluation and the metrics row
         if (iteration + 1) % cfg.eval_every == 0 or iteration + 1 == cfg.iterations:
-            evaluation = check_evaluation(task.evaluate(policy, eval_generator), iteration + 1)
-            row.update({f"eval/{k}": v for k, v in evaluation.items()})
+            loop.evaluation = check_evaluation(task.evaluate(policy, eval_generator), iteration + 1)
+            row.update({f"eval/{k}": v for k, v in loop.evaluation.items()})
         row["time/iteration"] = time.perf_counter() - t0
-        row["time/wall"] = time.perf_counter() - started
+        row["time/wall"] = time.perf_counter() - loop.started
         row["sampler/syncs"] = float(sampler.syncs)
         row["train/updates"] = float(updates)
         rows.append(row)
-        if on_row is not None:
-            on_row(row, policy)
-        # 7. checkpoint
-        if checkpoint_path is not None and cfg.checkpoint_every and (iteration + 1) % cfg.checkpoint_every == 0:
-            metrics_file.write(rows)
-            save_checkpoint(
-                checkpoint_path,
-                {
-                    "policy": policy.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "extra_modules": [m.state_dict() for m in extra_modules],
-                    "sampler": sampler.state_dict(),
-                    "generator": generator.get_state(),
-                    "eval_generator": eval_generator.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "metrics": metrics_file.state(),
-                    "config": config,
-                    "config_hash": digest,
-                    # the last iteration's evaluation: a run killed before its summary ends with these numbers
-                    "final_evaluation": evaluation if iteration + 1 == cfg.iterations else {},
-                    "iteration": iteration + 1,
-                    "wall_seconds": time.perf_counter() - started,
-                },
-            )
+        loop.iteration = iteration + 1
+        for hook in hooks:
+            hook.row(loop, row)
+        # 7. checkpoint (a hook's)
+        for hook in hooks:
+            hook.round_end(loop)
+    evaluation = loop.evaluation
     if not evaluation:  # resumed after the last iteration: the evaluation saved with the last checkpoint
         evaluation = final_evaluation or check_evaluation(task.evaluate(policy, eval_generator), cfg.iterations)
-    if metrics_file is not None:  # the rows since the last checkpoint (all of them without checkpoints)
-        metrics_file.write(rows)
+    for hook in hooks:
+        hook.end(loop)
     evaluation = dict(evaluation)
-    evaluation["wall_seconds"] = time.perf_counter() - started
+    evaluation["wall_seconds"] = time.perf_counter() - loop.started
     return evaluation, rows, policy

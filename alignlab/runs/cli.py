@@ -27,12 +27,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from alignlab.core.reward_mix import MixtureSpec, with_reward_mixture
 from alignlab.core.roles import resolve_reward
 from alignlab.core.sampling import SamplingConfig
-from alignlab.core.train import TrainConfig, check_run, train
+from alignlab.core.train import EachRow, TrainConfig, check_run, train
 from alignlab.errors import AlignlabError, ConfigError
 from alignlab.runs.loggers import RunRecorder, start_loggers
 from alignlab.runs.schema import check_config, schema_type
 from alignlab.runs.tuned import apply_tuned
+from alignlab.storage.lock import RunDirLock
 from alignlab.storage.recording import check_recordable
+from alignlab.storage.run import RunStorage
 from alignlab.storage.rundir import (
     CHECKPOINT,
     SUMMARY,
@@ -311,6 +313,9 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
         objective = build(algo_cfg)
         check_run(objective, sampling, train_cfg)  # before the task is built: that may load a model
         check_data_options(cfg, train_cfg)
+        init = {"init_from": cfg.get("init_from"), "init_reference": cfg.get("init_reference", "keep")}
+        storage = RunStorage(run_dir, numbers_config(cfg), **init, record_rollouts=bool(cfg.get("record_rollouts")))
+        storage.check_sampling(sampling)
         loggers = start_loggers(cfg, run_dir)
         task = build(task_cfg)
         task = with_reward_mixture(task, cfg.get("reward_mix"), train_cfg.iterations, cfg.task.get("roles"))
@@ -322,19 +327,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
 
     recorder = RunRecorder(loggers, run_dir if cfg.get("record_distribution", True) else None, task)
     try:
-        evaluation, _, policy = train(
-            task,
-            objective,
-            sampling,
-            train_cfg,
-            seed=cfg.seed,
-            run_dir=run_dir,
-            config=numbers_config(cfg),
-            init_from=cfg.get("init_from"),
-            init_reference=cfg.get("init_reference", "keep"),
-            record_rollouts=bool(cfg.get("record_rollouts", False)),
-            on_row=recorder,
-        )
+        evaluation, _, policy = train(task, objective, sampling, train_cfg, cfg.seed, [EachRow(recorder), storage])
     finally:
         recorder.close()
     if cfg.get("save_policy", False):
@@ -437,6 +430,17 @@ def run_seeds(cfg: DictConfig, run_dir: Path) -> dict:
 @hydra.main(version_base="1.3", config_path="pkg://alignlab.conf", config_name="config")
 def run(cfg: DictConfig) -> dict | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        lock = RunDirLock(run_dir).acquire()  # one writer per run directory (a sweep: per job), for the run's life
+    except AlignlabError as error:
+        fail(str(error))
+    try:
+        return run_locked(cfg, run_dir)
+    finally:
+        lock.release()
+
+
+def run_locked(cfg: DictConfig, run_dir: Path) -> dict | None:
     summary_path = run_dir / SUMMARY
     try:
         check_file_slots(run_dir)

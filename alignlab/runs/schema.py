@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -256,6 +257,9 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"num_seeds={cfg.num_seeds} is below 1", "set num_seeds=1 or more")
     if cfg.threads is not None and cfg.threads < 1:
         raise ConfigError(f"threads={cfg.threads} is below 1", "set threads=1 or more, or threads=null")
+    if cfg.threads is not None and cfg.threads > 4 * (os.cpu_count() or 1):  # torch would crash starting them
+        most = 4 * (os.cpu_count() or 1)
+        raise ConfigError(f"threads={cfg.threads} is more than 4 per CPU here", f"set threads={most} or less, or null")
     for key in ("seeds", "reuse_iterations", "prompt_budget", "minibatch_prompts"):
         if cfg.findings[key] < 1:
             raise ConfigError(f"findings.{key}={cfg.findings[key]} is below 1", f"set findings.{key}=1 or more")

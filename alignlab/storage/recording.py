@@ -1,9 +1,16 @@
 """Rollout recordings: every round's scored samples as Parquet, and recordings read back as offline data.
 
 A recording is a directory `rollouts.parquet/` of one Parquet file per round (`round-000001.parquet`, ...), a
-layout that pyarrow, pandas (`pd.read_parquet`) and Hugging Face `datasets` read as one table. A round's file
-is written atomically when the round ends, so a killed run loses nothing it had finished; a resumed run first
-removes the files of rounds after its checkpoint, so the file has no duplicates.
+layout that pyarrow, pandas (`pd.read_parquet`) and Hugging Face `datasets` read as one table, and a manifest
+`_manifest.json` (a leading underscore: those readers skip it) naming its task, n, schema, and every round with
+its file, row count and SHA-256. A round's file is written atomically when the round is drawn, then the
+manifest, so a killed run loses nothing it had finished; a resumed run first removes the rounds after its
+checkpoint, so the recording has no duplicates. A recording turned on when a run resumes starts at that round:
+its manifest says so (`first_round`), and a replay in recorded order refuses it.
+
+Reading one back checks it whole: a round missing, extra (a stray file), of another recording or damaged is
+refused in one line, and so are values the task cannot have (an arm out of range or not whole, a non-finite
+reward, a behaviour log-prob above 0).
 
 One row per completion. Columns:
 - `round` (1-based iteration), `sync` (the sampler's refresh count when it was drawn), `group` (prompt index
@@ -27,9 +34,12 @@ on a recording in `recorded` order replays the online run's updates exactly.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
+import math
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -39,7 +49,9 @@ from alignlab.errors import ConfigError, DataError
 from alignlab.storage.rundir import atomic_write_bytes
 
 ROLLOUTS = "rollouts.parquet"
-ORDERS = ("recorded", "shuffled")
+MANIFEST = "_manifest.json"
+MANIFEST_FORMAT = "alignlab-recording/1"
+ROUND_FILE = re.compile(r"round-(\d{6})\.parquet")
 METADATA_KEY = b"alignlab"
 
 
@@ -117,16 +129,80 @@ def check_recordable() -> None:
         )
 
 
-class Recorder:
-    """Writes one Parquet file per round into `<run_dir>/rollouts.parquet/`."""
+def round_file(round_number: int) -> str:
+    return f"round-{round_number:06d}.parquet"
 
-    def __init__(self, run_dir: Path, task, resume_after: int = 0):
+
+def read_manifest(directory: Path) -> dict | None:
+    """The manifest of a recording directory (None: it has none), or a DataError when it is unreadable."""
+    path = Path(directory) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        if manifest.get("format") != MANIFEST_FORMAT or not isinstance(manifest.get("rounds"), list):
+            raise ValueError("not a recording manifest")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
+        raise DataError(
+            f"the recording manifest {path} is damaged ({type(error).__name__})", "record the run again (force=true)"
+        ) from None
+    return manifest
+
+
+def stray_files(directory: Path, manifest: dict) -> list[str]:
+    """Files of a recording directory that its manifest does not list (temporaries and `_` or `.` files aside)."""
+    listed = {entry["file"] for entry in manifest["rounds"]}
+    return sorted(
+        p.name for p in Path(directory).iterdir() if not p.name.startswith(("_", ".")) and p.name not in listed
+    )
+
+
+class Recorder:
+    """Writes one Parquet file per round into `<run_dir>/rollouts.parquet/`, and the manifest after each."""
+
+    def __init__(self, run_dir: Path, task, samples_per_prompt: int, resume_after: int = 0):
         self.directory = Path(run_dir) / ROLLOUTS
         self.task = task
         self.directory.mkdir(parents=True, exist_ok=True)
-        for part in self.directory.glob("round-*.parquet"):  # rounds after the checkpoint will be redone
-            if int(part.stem.split("-")[1]) > resume_after:
-                part.unlink()
+        manifest = read_manifest(self.directory) or {
+            "format": MANIFEST_FORMAT,
+            "task": getattr(task, "name", ""),
+            "samples_per_prompt": samples_per_prompt,
+            "first_round": resume_after + 1,
+            "rounds": [],
+        }
+        for name in stray_files(self.directory, manifest):
+            match = ROUND_FILE.fullmatch(name)
+            if match is None:
+                raise DataError(
+                    f"the recording {self.directory} holds {name}, which is not a round alignlab wrote",
+                    f"move {name} out of {self.directory}, then re-run",
+                )
+            if int(match.group(1)) <= resume_after:
+                raise DataError(
+                    f"the recording {self.directory} holds {name}, which its manifest does not list",
+                    "record the run again (force=true), or move the file out",
+                )
+        # rounds after the checkpoint will be drawn again
+        kept = [entry for entry in manifest["rounds"] if entry["round"] <= resume_after]
+        for name in stray_files(self.directory, {"rounds": kept}):
+            (self.directory / name).unlink()
+        last = kept[-1]["round"] if kept else manifest["first_round"] - 1
+        if last != resume_after:
+            raise ConfigError(
+                f"the recording {self.directory} stops at round {last} and the run resumes after round "
+                f"{resume_after}: the rounds between were run with record_rollouts=false",
+                "force=true to run again from the start with the recording, or record_rollouts=false to finish "
+                "without it",
+            )
+        self.manifest = {**manifest, "rounds": kept}
+        if not kept:
+            self.manifest["first_round"] = resume_after + 1
+        self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        text = json.dumps(self.manifest, separators=(",", ":"))
+        atomic_write_bytes(self.directory / MANIFEST, text.encode())
 
     def write(self, rollout: Rollout, round_number: int, sync: int) -> None:
         pa, pq = _pa()
@@ -139,22 +215,63 @@ class Recorder:
         table = table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata).encode()})
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
-        atomic_write_bytes(self.directory / f"round-{round_number:06d}.parquet", sink.getvalue().to_pybytes())
+        data = sink.getvalue().to_pybytes()
+        atomic_write_bytes(self.directory / round_file(round_number), data)
+        if "schema" not in self.manifest:
+            self.manifest["schema"] = {field.name: str(field.type) for field in table.schema}
+        entry = {"round": round_number, "file": round_file(round_number), "rows": len(table)}
+        self.manifest["rounds"].append({**entry, "sha256": hashlib.sha256(data).hexdigest()})
+        self._write_manifest()
 
 
 # ---- reading a recording back -----------------------------------------------------------------------------
-def _files(path: Path) -> list[Path]:
+def _recording_directory(path: Path) -> Path | None:
     if path.is_dir():
         nested = path / ROLLOUTS
-        if nested.is_dir():  # a run directory
-            path = nested
-        return sorted(path.glob("*.parquet"))
-    return [path]
+        return nested if nested.is_dir() else path  # a run directory, or the recording itself
+    return None
+
+
+def verified_files(directory: Path) -> tuple[list[Path], dict]:
+    """The round files of a recording directory in order, once its manifest vouches for each, and the manifest;
+    a one-line DataError naming the first round that is missing, extra, of another recording or damaged."""
+    manifest = read_manifest(directory)
+    if manifest is None:
+        raise DataError(
+            f"the recording {directory} has no manifest ({MANIFEST}), so its rounds cannot be checked (recorded "
+            "by an older alignlab, or the manifest was lost)",
+            "record the run again with record_rollouts=true force=true, or join its rounds into one .parquet file "
+            "and give that file",
+        )
+    stray = stray_files(directory, manifest)
+    if stray:
+        raise DataError(
+            f"the recording {directory} holds {', '.join(stray[:3])}, which its manifest does not list (a stray "
+            "copy, or a round of another recording)",
+            f"move {'them' if len(stray) > 1 else 'it'} out of {directory}",
+        )
+    files = []
+    for entry in manifest["rounds"]:
+        path = directory / entry["file"]
+        if not path.is_file():
+            raise DataError(
+                f"round {entry['round']} ({entry['file']}) is missing from the recording {directory}",
+                "restore the file, or record the run again (force=true)",
+            )
+        if hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+            raise DataError(
+                f"round {entry['round']} ({entry['file']}) of the recording {directory} does not match its checksum "
+                "in the manifest (damaged, or replaced by a round of another recording)",
+                "restore the file, or record the run again (force=true)",
+            )
+        files.append(path)
+    return files, manifest
 
 
 def read_table(path: str | Path):
     """The recording at `path` (a run directory, a rollouts.parquet directory, a .parquet or .jsonl file) as a
-    pandas DataFrame sorted by round, with its metadata; a one-line DataError when it cannot be used."""
+    pandas DataFrame sorted by round, with its metadata (a directory's manifest under "manifest"); a one-line
+    DataError when it cannot be used."""
     import pandas as pd
 
     path = Path(path)
@@ -164,26 +281,95 @@ def read_table(path: str | Path):
             "give a run directory that was run with record_rollouts=true, or its rollouts.parquet",
         )
     metadata: dict = {}
+    directory = _recording_directory(path)
     if path.suffix == ".jsonl":
-        frame = pd.read_json(path, lines=True)
+        try:
+            frame = pd.read_json(path, lines=True)
+        except ValueError as error:
+            first = (str(error).splitlines() or ["?"])[0]
+            raise DataError(
+                f"the recording {path} is not JSON lines ({first})", "give one JSON object a line"
+            ) from None
     else:
-        files = _files(path)
-        if not files:
+        if directory is not None and not any(directory.iterdir()):
             raise DataError(f"the recording {path} holds no Parquet file", "record a run with record_rollouts=true")
+        files, manifest = verified_files(directory) if directory is not None else ([path], None)
+        if not files:
+            raise DataError(f"the recording {path} holds no round", "record a run that takes at least one round")
         _, pq = _pa()
         try:
             tables = [pq.read_table(f) for f in files]
         except Exception as error:  # pyarrow raises several types for a damaged file
-            raise DataError(f"the recording {path} cannot be read as Parquet ({error})", "record it again") from None
+            first = (str(error).splitlines() or [type(error).__name__])[0]
+            raise DataError(f"the recording {path} cannot be read as Parquet ({first})", "record it again") from None
         raw = tables[0].schema.metadata or {}
         if METADATA_KEY in raw:
             metadata = json.loads(raw[METADATA_KEY])
+        if manifest is not None:
+            metadata["manifest"] = manifest
+            for f, table, entry in zip(files, tables, manifest["rounds"], strict=True):
+                columns = list(manifest.get("schema", table.schema.names))
+                if table.num_rows != entry["rows"] or table.schema.names != columns:
+                    raise DataError(
+                        f"round {entry['round']} ({f.name}) of the recording {directory} does not have the rows "
+                        "and columns its manifest lists",
+                        "record the run again (force=true)",
+                    )
         frame = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
     if len(frame) == 0:
         raise DataError(f"the recording {path} is empty", "record a run that takes at least one round")
     if "round" not in frame:
         frame["round"] = 1
     return frame.sort_values(["round"], kind="stable").reset_index(drop=True), metadata
+
+
+def check_values(frame, task, path) -> None:
+    """Refuse values the task cannot have: an arm that is not whole or out of range, a prompt out of range, a
+    reward that is not finite, a behaviour log-prob above 0 (a probability above 1)."""
+    import numpy as np
+
+    def refuse(column: str, mask, what: str, fix: str) -> None:
+        rows = np.flatnonzero(np.asarray(mask))
+        if len(rows):
+            value = frame[column].iloc[rows[0]]
+            raise DataError(
+                f"the recording {path} has {column}={value} in row {rows[0] + 1} ({len(rows)} such rows): {what}", fix
+            )
+
+    rewards = pd_numeric(frame["reward"])
+    refuse("reward", ~np.isfinite(rewards), "rewards must be finite numbers", "drop or fix those rows")
+    arms = getattr(task, "num_arms", None)
+    for column, count in (("completion", arms), ("prompt", getattr(task, "num_train_contexts", None))):
+        if column not in frame or (column == "prompt" and count is None):
+            continue
+        values = pd_numeric(frame[column])
+        whole = np.isfinite(values) & (values == np.round(values))
+        refuse(column, ~whole, f"a {column} is a whole number", "drop or fix those rows")
+        if count is not None:
+            refuse(
+                column,
+                (values < 0) | (values >= count),
+                f"this task's {column}s are 0..{count - 1}",
+                "drop or fix those rows",
+            )
+    if "behaviour_logp" in frame:
+        logps = pd_numeric(frame["behaviour_logp"])
+        present = ~np.isnan(logps)
+        bad = present & (~np.isfinite(logps) | (logps > 1e-6))
+        refuse("behaviour_logp", bad, "a log-probability is finite and at most 0", "drop or fix those rows")
+    if "behaviour_token_logps" in frame:
+        bad = [
+            r is not None and not (isinstance(r, float) and math.isnan(r)) and any(not (x <= 1e-6) for x in r)
+            for r in frame["behaviour_token_logps"]
+        ]
+        refuse("behaviour_token_logps", bad, "log-probabilities are finite and at most 0", "drop or fix those rows")
+
+
+def pd_numeric(series):
+    """A column as float64 (NaN where a value is not a number)."""
+    import pandas as pd
+
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64")
 
 
 def check_schema(frame, metadata: dict, task, path) -> None:
@@ -265,6 +451,12 @@ class Recording:
     def __init__(self, path: str | Path, task, samples_per_prompt: int):
         frame, metadata = read_table(path)
         check_schema(frame, metadata, task, path)
+        check_values(frame, task, path)
+        manifest = metadata.get("manifest")
+        self.first_round = 1 if manifest is None else manifest["first_round"]
+        # what provenance records: the manifest holds every round's checksum; a single file is its own
+        text = json.dumps(manifest, sort_keys=True).encode() if manifest is not None else Path(path).read_bytes()
+        self.digest = hashlib.sha256(text).hexdigest()
         if "samples_per_prompt" in frame:
             recorded = int(frame["samples_per_prompt"].iloc[0])
             if recorded != samples_per_prompt:

@@ -1,12 +1,16 @@
 """The run directory contract: `metrics.csv`, `summary.json`, `checkpoint.pt`, all written atomically.
 
 A file is written to a temporary name in the same directory and renamed over the target, so a crash never
-leaves a half-written file, and a run whose `summary.json` exists is complete.
+leaves a half-written file, and a run whose `summary.json` exists is complete. A checkpoint (and a saved
+policy) is a plain `torch.save` file that `torch.load(path, weights_only=True)` opens; its SHA-256 lives beside
+it in `checkpoint.pt.sha256` (the format of `sha256sum`, so `sha256sum -c checkpoint.pt.sha256` checks it), and
+both are fsynced, with their directory, before and after the rename.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -14,17 +18,21 @@ import math
 import os
 import secrets
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
 
-from alignlab.errors import DataError
+from alignlab.errors import ConfigError, DataError
 
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"
 CHECKPOINT = "checkpoint.pt"
 TMP_SUFFIX = ".tmp"
+CHECKSUM_SUFFIX = ".sha256"
+# The format before 2026-12: the SHA-256 in a header line before the torch.save payload (still read).
 CHECKPOINT_MAGIC = b"alignlab-checkpoint v1 sha256="
+CHECKPOINT_KEYS = ("policy", "optimizer", "extra_modules", "sampler", "generator", "eval_generator", "torch_rng")
 
 
 def is_main_process() -> bool:
@@ -32,24 +40,143 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically. In a multi-process run only rank 0 writes: every rank holds the same
-    weights and metrics, and one writer keeps the run directory free of races."""
+def disk_full(path: Path) -> DataError:
+    return DataError(
+        f"the disk is full: {path} could not be written (the files written before it are intact)",
+        f"free space on the disk of {Path(path).parent} and re-run the same command: it resumes",
+    )
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
+    """Write `data` to `path` atomically; `durable`: fsync the file before the rename and its directory after,
+    so that a power cut leaves the old file or the new one. In a multi-process run only rank 0 writes: every
+    rank holds the same weights and metrics, and one writer keeps the run directory free of races."""
     if not is_main_process():
         return
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}"
-    # mode 0o666 less the user's umask, as for any file the user creates (mkstemp would make it 0600)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # mode 0o666 less the user's umask, as for any file the user creates (mkstemp would make it 0600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+        if durable:
+            _fsync_directory(path.parent)
+    except BaseException as error:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_full(path) from None
         raise
+
+
+def checksum_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + CHECKSUM_SUFFIX)
+
+
+def write_with_checksum(path: Path, payload: bytes) -> None:
+    """`payload` at `path` and its SHA-256 in `path`.sha256, both durable.
+
+    The checksum file is written first and keeps the previous file's digest on a comment line: a kill between
+    the two renames leaves the previous file, which that line still vouches for."""
+    path = Path(path)
+    digest = hashlib.sha256(payload).hexdigest()
+    previous = checksum_digests(path)[:1]
+    lines = f"{digest}  {path.name}\n" + "".join(f"# previous {d}\n" for d in previous if d != digest)
+    atomic_write_bytes(checksum_path(path), lines.encode(), durable=True)
+    atomic_write_bytes(path, payload, durable=True)
+
+
+def checksum_digests(path: Path) -> list[str]:
+    """The digests `path`.sha256 vouches for: the current file's, then the previous one's (none: no such file)."""
+    try:
+        text = checksum_path(path).read_text()
+    except (OSError, UnicodeDecodeError):
+        return []
+    digests = []
+    for line in text.splitlines():
+        word = line.removeprefix("# previous ").split(" ", 1)[0]
+        if len(word) == 64:
+            digests.append(word)
+    return digests
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def read_verified(path: Path, what: str, fix: str) -> bytes:
+    """The bytes of `path` once its checksum file vouches for them, else a DataError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} is a directory, not {what}", "remove it, or choose another directory")
+    data = path.read_bytes()
+    if data.startswith(CHECKPOINT_MAGIC):  # an older alignlab's header format: its checksum is inside
+        header, _, payload = data.partition(b"\n")
+        if hashlib.sha256(payload).hexdigest().encode() != header[len(CHECKPOINT_MAGIC) :]:
+            raise DataError(f"{what} {path} is damaged: its checksum does not match (truncated or altered)", fix)
+        return payload
+    digests = checksum_digests(path)
+    if not digests:
+        raise DataError(
+            f"{what} {path} has no checksum file {checksum_path(path).name} beside it (copied without it, or "
+            "written by something other than alignlab), so its integrity cannot be checked",
+            f"copy {checksum_path(path).name} with it; or {fix}",
+        )
+    if hashlib.sha256(data).hexdigest() not in digests:
+        raise DataError(f"{what} {path} is damaged: its checksum does not match (truncated or altered)", fix)
+    return data
+
+
+def load_torch(data: bytes, path: Path, what: str, fix: str):
+    """torch.load of verified bytes, weights only: tensors, numbers, strings and containers of them."""
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as error:  # an unpickling error: a file of another program that matches its checksum
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
+        raise DataError(f"{what} {path} cannot be read as a weights-only torch file ({first})", fix) from None
+
+
+class BackgroundWriter:
+    """Durable writes off the training loop: an fsync takes milliseconds to tens of them, a bandit iteration
+    less than one. One write is in flight at a time; `wait()` (called by the next write and at the end) raises
+    its error, if it had one. Each write is atomic, so a kill mid-write leaves the previous file."""
+
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def write(self, path: Path, payload: bytes) -> None:
+        self.wait()
+        self.thread = threading.Thread(target=self._write, args=(path, payload), name="alignlab-checkpoint")
+        self.thread.start()
+
+    def _write(self, path: Path, payload: bytes) -> None:
+        try:
+            write_with_checksum(path, payload)
+        except BaseException as error:  # handed to the loop's thread by wait()
+            self.error = error
+
+    def wait(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
 
 
 def _jsonable(x):
@@ -82,30 +209,74 @@ def metrics_text(rows: list[dict], columns: list[str] | None = None, header: boo
     return buffer.getvalue().encode()
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    """torch.save(state) behind a header with its SHA-256, so that a damaged file is named, never loaded."""
+def checkpoint_bytes(state: dict) -> bytes:
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    payload = buffer.getvalue()
-    atomic_write_bytes(path, CHECKPOINT_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+    return buffer.getvalue()
+
+
+def save_checkpoint(path: Path, state: dict, writer: BackgroundWriter | None = None) -> None:
+    """torch.save(state) at `path`, with its checksum beside it; through `writer` when given (in the background)."""
+    payload = checkpoint_bytes(state)
+    if writer is None:
+        write_with_checksum(path, payload)
+    else:
+        writer.write(path, payload)
 
 
 def load_checkpoint(path: Path) -> dict | None:
-    """The state saved at `path`, None when there is none, or a DataError naming the file when it is damaged."""
+    """The state saved at `path`, None when there is none, or a DataError naming the file when it is damaged or
+    was written by an alignlab whose checkpoints this one cannot resume."""
     path = Path(path)
     if not path.exists():
         return None
-    damaged = f"the checkpoint {path} is damaged"
     fix = "delete it to start the run afresh (or force=true)"
-    if not path.is_file():
-        raise DataError(f"{path} is a directory, not a checkpoint", "remove it, or choose another hydra.run.dir")
-    data = path.read_bytes()
-    header, _, payload = data.partition(b"\n")
-    if not header.startswith(CHECKPOINT_MAGIC):
-        raise DataError(f"{damaged} or was not written by this version of alignlab (no checksum header)", fix)
-    if hashlib.sha256(payload).hexdigest().encode() != header[len(CHECKPOINT_MAGIC) :]:
-        raise DataError(f"{damaged}: its checksum does not match (truncated or altered)", fix)
-    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+    state = load_torch(read_verified(path, "the checkpoint", fix), path, "the checkpoint", fix)
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise DataError(
+            f"the checkpoint {path} was written by an older alignlab: it lacks {', '.join(missing)}, which this "
+            "version resumes from",
+            "force=true to start the run afresh (or resume it with the alignlab that wrote it)",
+        )
+    return state
+
+
+def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """`key: saved -> current` for every leaf that differs between two nested config dicts."""
+    out = []
+    for key in sorted(set(saved) | set(current), key=str):
+        a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(config_differences(a, b, f"{prefix}{key}."))
+        elif a != b:
+            out.append(f"{prefix}{key}: {a} -> {b}")
+    return out
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def check_resumable(state: dict, config: dict | None, path: Path) -> None:
+    """A ConfigError unless the checkpoint at `path` was made with `config` (everything that sets the numbers)."""
+    if config is None or state.get("config_hash") == config_hash(config):
+        return
+    saved = state.get("config")
+    if not isinstance(saved, dict) or not state.get("config_hash"):
+        raise ConfigError(
+            f"the checkpoint {path} was written by an older alignlab that recorded no run configuration, so "
+            "whether it belongs to this one cannot be told",
+            "force=true to start this configuration afresh there, or another directory with hydra.run.dir=PATH",
+        )
+    differ = config_differences(saved, config)
+    # what a run is (its task, objective, regime) first: those explain the other differences
+    differ.sort(key=lambda d: not d.split(":", 1)[0].endswith(("._target_", ".name")))
+    shown = "; ".join(differ[:4]) + (f"; and {len(differ) - 4} more" if len(differ) > 4 else "")
+    raise ConfigError(
+        f"{path} belongs to another run configuration ({shown})",
+        "force=true to start this configuration afresh there, or another directory with hydra.run.dir=PATH",
+    )
 
 
 class MetricsFile:
@@ -137,8 +308,13 @@ class MetricsFile:
             self.size = len(text)
         else:
             text = metrics_text(new, self.columns, header=False)
-            with open(self.path, "ab") as f:
-                f.write(text)
+            try:
+                with open(self.path, "ab") as f:
+                    f.write(text)
+            except OSError as error:  # a torn append is cut again by the resume (restore)
+                if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise disk_full(self.path) from None
+                raise
             self.digest.update(text)
             self.size += len(text)
         self.rows_written = len(rows)
