@@ -190,6 +190,30 @@ BAD_INPUT = [
     ([*T3, "algo.beta=0"], "algo.beta"),
     ([*T3, "algo=grpo", "algo.clip_epsilon=-1"], "algo.clip_epsilon"),
     ([*T3, "task.reward=judge", "task.judge_scoring=logits"], "task.judge_scoring"),
+    # issue 19: recordings, warm starts, locks
+    (["sampling=offline", "sampling.dataset=DATA/rec_missing_round", "sampling.dataset_order=recorded"], "round 2"),
+    (["sampling=offline", "sampling.dataset=DATA/rec_missing_round"], "round 2 (round-000002.parquet) is missing"),
+    (["sampling=offline", "sampling.dataset=DATA/rec_stray_copy"], "round-000001-copy.parquet, which its manifest"),
+    (["sampling=offline", "sampling.dataset=DATA/rec_stray_bak"], "round-000003.bak.parquet, which its manifest"),
+    (["sampling=offline", "sampling.dataset=DATA/rec_foreign_round"], "round 2 (round-000002.parquet) of the rec"),
+    (["sampling=offline", "sampling.dataset=DATA/rec_damaged_round"], "does not match its checksum"),
+    (["sampling=offline", "sampling.dataset=DATA/rec_no_manifest"], "has no manifest"),
+    (["sampling=offline", "sampling.dataset=DATA/rec_bad_manifest"], "_manifest.json is damaged"),
+    (["sampling=offline", "sampling.dataset=DATA/nan_reward.parquet"], "reward=nan in row 2"),
+    (["sampling=offline", "sampling.dataset=DATA/nan_reward.parquet", "sampling.dataset_order=recorded"], "reward=nan"),
+    (["sampling=offline", "sampling.dataset=DATA/arm_minus_1.parquet"], "completion=-1 in row 1"),
+    (["sampling=offline", "sampling.dataset=DATA/arm_2_7.parquet"], "completion=2.7 in row 1"),
+    (["sampling=offline", "sampling.dataset=DATA/arm_8.parquet"], "this task's completions are 0..7"),
+    (["sampling=offline", "sampling.dataset=DATA/logp_plus_5.parquet"], "behaviour_logp=5.0 in row 1"),
+    (["sampling=offline", "sampling.dataset=DATA/partial_rec", "sampling.dataset_order=recorded"], "is partial"),
+    (["init_reference=move"], "init_reference=move moves the reference"),
+    (["init_from=DATA/policy_truncated"], "policy_truncated/policy.pt is damaged"),
+    (["init_from=DATA/policy_empty"], "policy_empty/policy.pt is damaged"),
+    (["init_from=DATA/policy_garbage"], "policy_garbage/policy.pt is damaged"),
+    (["init_from=DATA/policy_no_checksum"], "has no checksum file policy.pt.sha256"),
+    (["init_from=DATA/policy_pickle"], "cannot be read as a weights-only torch file"),
+    (["sampling=offline", "sampling.behaviour_from=DATA/policy_truncated"], "sampling.behaviour_from: the saved polic"),
+    (["threads=100000"], "threads=100000"),
 ]
 
 BAD_FILES = {
@@ -246,6 +270,94 @@ def bad_runs(folder: Path) -> None:
             save_policy(folder / name, task, task.make_policy())
         if summary:
             write_json(folder / name / SUMMARY, {"reward": 0.0})
+    bad_recordings(folder)
+    bad_policies(folder)
+
+
+def bad_recordings(folder: Path) -> None:
+    """Issue 19: three-round bandit recordings with a round missing, extra, foreign or damaged; one-file datasets
+    with values the bandit cannot have; a partial recording (record_rollouts turned on when its run resumed)."""
+    import shutil
+
+    import pandas as pd
+
+    from alignlab.core.objectives import DPO
+    from alignlab.core.sampling import SamplingConfig
+    from alignlab.core.train import TrainConfig, train
+    from alignlab.storage.recording import MANIFEST, ROLLOUTS
+    from alignlab.storage.run import RunStorage
+    from bandits import BanditTask
+
+    three = TrainConfig(iterations=3, lr=0.05, progress=False)
+    train(BanditTask(), DPO(), SamplingConfig(), three, hooks=[RunStorage(folder / "rec", record_rollouts=True)])
+    other_n = SamplingConfig(samples_per_prompt=2)
+    train(BanditTask(), DPO(), other_n, three, hooks=[RunStorage(folder / "rec_n2", record_rollouts=True)])
+    rounds = {}
+    for name in ("missing_round", "stray_copy", "stray_bak", "foreign_round", "damaged_round", "no_manifest"):
+        shutil.copytree(folder / "rec", folder / f"rec_{name}")
+        rounds[name] = folder / f"rec_{name}" / ROLLOUTS
+    shutil.copytree(folder / "rec", folder / "rec_bad_manifest")
+    (folder / "rec_bad_manifest" / ROLLOUTS / MANIFEST).write_text('{"format": "alignlab-recording/1", "rou')
+    (rounds["missing_round"] / "round-000002.parquet").unlink()
+    shutil.copy(rounds["stray_copy"] / "round-000001.parquet", rounds["stray_copy"] / "round-000001-copy.parquet")
+    shutil.copy(rounds["stray_bak"] / "round-000003.parquet", rounds["stray_bak"] / "round-000003.bak.parquet")
+    shutil.copy(folder / "rec_n2" / ROLLOUTS / "round-000002.parquet", rounds["foreign_round"] / "round-000002.parquet")
+    damaged = rounds["damaged_round"] / "round-000003.parquet"
+    damaged.write_bytes(damaged.read_bytes()[:-100])
+    (rounds["no_manifest"] / MANIFEST).unlink()
+    frame = pd.read_parquet(folder / "rec" / ROLLOUTS / "round-000001.parquet")
+    for name, column, row, value in (
+        ("nan_reward", "reward", 1, float("nan")),
+        ("arm_minus_1", "completion", 0, -1),
+        ("arm_2_7", "completion", 0, 2.7),
+        ("arm_8", "completion", 3, 8),
+        ("logp_plus_5", "behaviour_logp", 0, 5.0),
+    ):
+        bad = frame.copy()
+        if isinstance(value, float) and column == "completion":
+            bad[column] = bad[column].astype(float)
+        bad.loc[row, column] = value
+        bad.to_parquet(folder / f"{name}.parquet")
+    # a run of 4 rounds killed after its second checkpoint (round 2), resumed with record_rollouts=true
+    partial = folder / "partial_rec"
+    two = TrainConfig(iterations=2, lr=0.05, progress=False, checkpoint_every=1)
+    train(BanditTask(), DPO(), SamplingConfig(), two, hooks=[RunStorage(partial)])
+    four = TrainConfig(iterations=4, lr=0.05, progress=False, checkpoint_every=1)
+    train(BanditTask(), DPO(), SamplingConfig(), four, hooks=[RunStorage(partial, record_rollouts=True)])
+
+
+def bad_policies(folder: Path) -> None:
+    """Issue 19: finished runs whose policy.pt is truncated, empty, garbage, without its checksum file, or a
+    pickle of an arbitrary object (with a matching checksum: what weights_only=True refuses to run)."""
+    from alignlab.storage.rundir import SUMMARY, checksum_path, write_json, write_with_checksum
+    from alignlab.storage.warmstart import POLICY, save_policy
+    from bandits import BanditTask
+
+    task = BanditTask()
+    damages = {
+        "policy_truncated": lambda p: p.write_bytes(p.read_bytes()[:50]),
+        "policy_empty": lambda p: p.write_bytes(b""),
+        "policy_garbage": lambda p: p.write_bytes(bytes(range(256)) * 4),
+        "policy_no_checksum": lambda p: checksum_path(p).unlink(),
+        "policy_pickle": lambda p: write_with_checksum(p, pickle_of_an_object()),
+    }
+    for name, damage in damages.items():
+        run = folder / name
+        run.mkdir(exist_ok=True)
+        save_policy(run, task, task.make_policy())
+        write_json(run / SUMMARY, {"reward": 0.0})
+        damage(run / POLICY)
+
+
+def pickle_of_an_object() -> bytes:
+    import io
+    from collections import OrderedDict
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({"policy": OrderedDict(), "task": "bandit", "extra": Path("/")}, buffer)
+    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -139,3 +139,99 @@ def test_a_nan_in_an_evaluation_stops_the_run(monkeypatch):
     monkeypatch.setattr(task, "evaluate", lambda policy, g: evaluate(policy, g) | {"kl_ref": float("nan")})
     with pytest.raises(NumericalError, match="eval/kl_ref=nan"):
         train(task, DPO(), SamplingConfig(), TrainConfig(iterations=3, progress=False))
+
+
+# ---- issue 17/19: files any PyTorch user opens; older formats; a full disk ------------------------------------
+def test_every_checkpoint_and_policy_opens_with_weights_only_and_its_checksum_file_vouches_for_it(tmp_path):
+    import hashlib
+
+    code, stderr = run_main([*RUN, "save_policy=true"], tmp_path)
+    assert code == 0, stderr
+    for name in ("checkpoint.pt", "policy.pt"):
+        path = tmp_path / "run" / name
+        state = torch.load(path, weights_only=True)
+        assert "policy" in state
+        first = (tmp_path / "run" / f"{name}.sha256").read_text().splitlines()[0]
+        assert first == f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {name}"  # `sha256sum -c` format
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["iteration"] == 20
+
+
+def test_a_checkpoint_in_the_older_header_format_still_resumes_to_the_same_numbers(finished, tmp_path):
+    from alignlab.storage.rundir import CHECKPOINT_MAGIC, checksum_path
+
+    expected = json.loads((finished / "run" / "summary.json").read_text())
+    work = copy_of(finished, tmp_path)
+    (work / "run" / "summary.json").unlink()
+    path = work / "run" / "checkpoint.pt"
+    payload = path.read_bytes()
+    import hashlib
+
+    path.write_bytes(CHECKPOINT_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+    checksum_path(path).unlink()
+    code, stderr = run_main(RUN, work)
+    assert code == 0, stderr
+    summary = json.loads((work / "run" / "summary.json").read_text())
+    assert summary["reward"] == expected["reward"] and summary["kl_ref"] == expected["kl_ref"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda s: s.pop("eval_generator"), "was written by an older alignlab: it lacks eval_generator"),
+        (lambda s: s.pop("config_hash"), "an older alignlab that recorded no run configuration"),
+        (lambda s: s.update(config_hash=""), "an older alignlab that recorded no run configuration"),
+    ],
+    ids=["missing_key", "no_config_hash", "empty_config_hash"],
+)
+def test_a_checkpoint_of_an_older_alignlab_is_one_line_with_the_fix(finished, tmp_path, change, message):
+    from alignlab.storage.rundir import checkpoint_bytes, write_with_checksum
+
+    work = copy_of(finished, tmp_path)
+    (work / "run" / "summary.json").unlink()
+    path = work / "run" / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    change(state)
+    write_with_checksum(path, checkpoint_bytes(state))
+    code, stderr = run_main(RUN, work)
+    line = one_line(stderr)
+    assert code == 2 and message in line and "force=true" in line, line
+
+
+def test_a_full_disk_is_one_line_and_the_rerun_resumes_to_the_same_numbers(finished, tmp_path, monkeypatch):
+    """ENOSPC from the fifth atomic write on (metrics.csv, then two per checkpoint: the second checkpoint's file,
+    written in the background and raised at the next one)."""
+    import errno
+
+    from alignlab.storage import rundir
+
+    expected = json.loads((finished / "run" / "summary.json").read_text())
+    real_fdopen, calls = os.fdopen, {"writes": 0}
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fdopen(fd, mode="r", *args, **kwargs):
+        f = real_fdopen(fd, mode, *args, **kwargs)
+        calls["writes"] += 1
+        return FullDisk(f) if calls["writes"] >= 5 else f
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rundir.os, "fdopen", fdopen)
+        code, stderr = run_main(RUN, tmp_path)
+    line = one_line(stderr)
+    assert code == 2 and "the disk is full" in line and "re-run the same command" in line, line
+    assert not list((tmp_path / "run").glob(".*.tmp"))
+    code, stderr = run_main(RUN, tmp_path)
+    assert code == 0, stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["reward"] == expected["reward"] and summary["kl_ref"] == expected["kl_ref"]

@@ -204,3 +204,147 @@ def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_
         done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         assert results(run_dir) == results(tmp_path / "whole")
+
+
+# ---- issue 19: one writer per run directory; sources that change; recordings turned on mid-run ---------------
+def test_a_second_process_into_a_locked_run_dir_stops_naming_the_holders_pid_and_a_kill_releases_it(tmp_path):
+    from tests.test_bad_input import run_main
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from alignlab.storage.lock import RunDirLock; "
+            "RunDirLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)",
+            str(tmp_path / "run"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, stderr = run_main([*TIER1[:1], "train.progress=false", "plot=false", "hydra.run.dir=run"], tmp_path)
+        lines = stderr.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and f"(PID {holder.pid})" in lines[0] and "Fix:" in lines[0], stderr
+        assert not (tmp_path / "run" / "metrics.csv").exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    code, stderr = run_main(["train.iterations=3", "train.progress=false", "plot=false", "hydra.run.dir=run"], tmp_path)
+    assert code == 0, stderr
+    assert not (tmp_path / "run" / ".hydra" / "alignlab.lock").exists()
+
+
+@pytest.mark.slow
+def test_two_runs_launched_into_one_directory_leave_the_first_ones_results_and_config(tmp_path):
+    base = [sys.executable, "-m", "alignlab", "train.iterations=3000", "train.progress=false", "plot=false"]
+    first = subprocess.Popen([*base, "algo=dpo", "hydra.run.dir=run"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / "run" / ".hydra" / "alignlab.lock"
+    while not (lock.exists() and lock.read_text().strip()) and first.poll() is None:
+        time.sleep(0.01)
+    second = subprocess.run([*base, "algo=ipo", "hydra.run.dir=run"], cwd=tmp_path, capture_output=True, text=True)
+    assert second.returncode == 2 and f"(PID {first.pid})" in second.stderr, second.stderr
+    assert first.wait(timeout=1200) == 0, first.stderr.read()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["algo"] == "dpo" and "name: dpo" in (tmp_path / "run" / ".hydra" / "config.yaml").read_text()
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "run" / "metrics.csv").read_text())))
+    assert [int(r["iteration"]) for r in rows] == list(range(3001))
+
+
+SOURCES = {
+    "init_from": (["save_policy=true"], lambda src: [f"init_from={src}"]),
+    "behaviour_from": (["save_policy=true"], lambda src: ["sampling=offline", f"sampling.behaviour_from={src}"]),
+    "dataset": (["record_rollouts=true"], lambda src: ["sampling=offline", f"sampling.dataset={src}"]),
+}
+
+
+@pytest.mark.parametrize("kind", SOURCES)
+def test_a_resume_refuses_a_source_that_changed_since_the_run_started(tmp_path, monkeypatch, kind):
+    from alignlab.core import train
+
+    writes, reads = SOURCES[kind]
+    source = ["train.iterations=12", "train.progress=false", "plot=false", *writes]
+    cli.run_experiment(config(source), tmp_path / "src")
+    child = ["train.iterations=12", "train.checkpoint_every=3", "train.progress=false", "plot=false"]
+    child += reads(tmp_path / "src")
+    with monkeypatch.context() as patch:
+        kill_at(patch, train, "check_evaluation", 8)
+        with pytest.raises(Killed):
+            cli.run_experiment(config(child), tmp_path / "child")
+    sources = json.loads((tmp_path / "child" / "sources.json").read_text())
+    key = {"init_from": "init_from", "behaviour_from": "sampling.behaviour_from", "dataset": "sampling.dataset"}[kind]
+    assert len(sources[key]["sha256"]) == 64 and len(sources[key]["config_sha256"]) == 64
+    cli.run_experiment(config([*source, "force=true", "train.lr=0.3"]), tmp_path / "src")
+    with pytest.raises(ConfigError, match=f"{key}=.* changed since this run started") as error:
+        cli.run_experiment(config(child), tmp_path / "child")
+    assert "force=true" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_record_rollouts_turned_on_at_a_resume_marks_the_recording_partial_and_a_replay_says_so(
+    tmp_path, monkeypatch, capsys
+):
+    from alignlab.core import train
+    from alignlab.errors import DataError
+    from alignlab.storage.recording import MANIFEST, ROLLOUTS
+
+    run = ["train.iterations=12", "train.checkpoint_every=4", "train.progress=false", "plot=false"]
+    with monkeypatch.context() as patch:
+        kill_at(patch, train, "check_evaluation", 7)  # iteration 6: the last checkpoint is round 4
+        with pytest.raises(Killed):
+            cli.run_experiment(config(run), tmp_path / "run")
+    cli.run_experiment(config([*run, "record_rollouts=true"]), tmp_path / "run")
+    manifest = json.loads((tmp_path / "run" / ROLLOUTS / MANIFEST).read_text())
+    assert manifest["first_round"] == 5 and [r["round"] for r in manifest["rounds"]] == list(range(5, 13))
+    replay = ["train.iterations=8", "train.progress=false", "plot=false", "sampling=offline"]
+    replay.append(f"sampling.dataset={tmp_path / 'run'}")
+    with pytest.raises(DataError, match="is partial: it starts at round 5"):
+        cli.run_experiment(config([*replay, "sampling.dataset_order=recorded"]), tmp_path / "replay")
+    capsys.readouterr()
+    cli.run_experiment(config(replay), tmp_path / "shuffled")
+    assert "warning: the recording" in capsys.readouterr().err
+
+
+def test_a_stray_file_in_a_recording_is_named_when_the_run_resumes(tmp_path, monkeypatch):
+    from alignlab.core import train
+    from alignlab.errors import DataError
+    from alignlab.storage.recording import ROLLOUTS
+
+    run = ["train.iterations=12", "train.checkpoint_every=4", "train.progress=false", "plot=false"]
+    run.append("record_rollouts=true")
+    with monkeypatch.context() as patch:
+        kill_at(patch, train, "check_evaluation", 7)
+        with pytest.raises(Killed):
+            cli.run_experiment(config(run), tmp_path / "run")
+    rounds = tmp_path / "run" / ROLLOUTS
+    (rounds / "round-000003.bak.parquet").write_bytes((rounds / "round-000003.parquet").read_bytes())
+    with pytest.raises(DataError, match=r"holds round-000003.bak.parquet, which is not a round alignlab wrote"):
+        cli.run_experiment(config(run), tmp_path / "run")
+    (rounds / "round-000003.bak.parquet").unlink()
+    cli.run_experiment(config(run), tmp_path / "run")
+    cli.run_experiment(config(run), tmp_path / "whole")
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(pd.read_parquet(rounds), pd.read_parquet(tmp_path / "whole" / ROLLOUTS))
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_num_seeds_run_then_resume_matches_an_uninterrupted_run(tmp_path):
+    """Issue 18: three seeds in one job, killed while the second trains, resumed: every seed's files equal."""
+    args = ["num_seeds=3", "train.iterations=300", "train.checkpoint_every=7", "train.progress=false", "plot=false"]
+    whole = subprocess.run([sys.executable, "-m", "alignlab", *args, "hydra.run.dir=whole"], cwd=tmp_path)
+    assert whole.returncode == 0
+    command = [sys.executable, "-m", "alignlab", *args, "hydra.run.dir=killed"]
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (tmp_path / "killed" / "seed=1" / "checkpoint.pt").exists() and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    for seed in range(3):
+        assert results(tmp_path / "killed" / f"seed={seed}") == results(tmp_path / "whole" / f"seed={seed}")
+    aggregate = [json.loads((tmp_path / d / "summary.json").read_text()) for d in ("whole", "killed")]
+    assert [{k: v for k, v in a.items() if not k.startswith("wall_seconds")} for a in aggregate] == [
+        {k: v for k, v in aggregate[0].items() if not k.startswith("wall_seconds")}
+    ] * 2

@@ -200,7 +200,7 @@ def make_loggers(logger_cfg: dict | None, run_dir: Path, config: dict, experimen
 class RunRecorder:
     """What a run records while it trains, row by row: the loggers, and the distribution at each evaluation.
 
-    `train(..., on_row=recorder)` calls it with each metrics row (after the row is complete) and the policy.
+    `train(..., hooks=[EachRow(recorder)])` calls it with each finished metrics row and the policy.
     """
 
     def __init__(self, loggers: list[MetricsLogger], run_dir: Path | None = None, task=None):

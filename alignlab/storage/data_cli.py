@@ -3,9 +3,10 @@
     alignlab-data outputs/record_rollouts=true                 # per-round table, a few completions per round
     alignlab-data outputs/record_rollouts=true --rounds 5 --examples 3 --figure recording.png
 
-Prints samples per round, the reward (mean and quartiles; each component of a mixed reward) and, on
-language-model tiers, the completion length over rounds, then a few completions of some rounds; with
-`--figure`, draws the reward and length distributions over rounds.
+Checks the recording first (its manifest: every round present, none extra, each matching its checksum) and
+refuses a damaged one in one line. Prints samples per round, the reward (mean and quartiles; each component of
+a mixed reward) and, on language-model tiers, the completion length over rounds, then a few completions of some
+rounds; with `--figure`, draws the reward and length distributions over rounds.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def examples(frame: pd.DataFrame, rounds: list[int], count: int) -> list[str]:
 
 
 def draw(frame: pd.DataFrame, path: Path) -> Path:
+    """The figure at `path` (a name without a suffix gets .png, as matplotlib gives it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,6 +77,7 @@ def draw(frame: pd.DataFrame, path: Path) -> Path:
         sns.lineplot(data=frame, x="round", y=column, errorbar=("pi", 50), ax=ax)
         ax.set_title(f"{column} per round (median, 25-75%)")
     fig.tight_layout()
+    path = path if path.suffix else path.with_suffix(".png")
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -97,6 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     shown = table.iloc[::step]
     task = metadata.get("task", "?")
     print(f"{args.recording}: task {task}, {len(frame)} samples in {len(table)} rounds")
+    first = metadata.get("manifest", {}).get("first_round", 1)
+    if first != 1:
+        print(f"partial: it starts at round {first} (record_rollouts was turned on when its run resumed there)")
     print(shown.to_string(float_format=lambda x: f"{x:.4g}"))
     for line in examples(frame, [int(r) for r in shown.index[:: max(1, len(shown) // 3)]], args.examples):
         print(line)

@@ -333,7 +333,9 @@ def check_values(frame, task, path) -> None:
         if len(rows):
             value = frame[column].iloc[rows[0]]
             raise DataError(
-                f"the recording {path} has {column}={value} in row {rows[0] + 1} ({len(rows)} such rows): {what}", fix
+                f"the recording {path} has {column}={value} in row {rows[0] + 1} ({len(rows)} such "
+                f"row{'s' if len(rows) > 1 else ''}): {what}",
+                fix,
             )
 
     rewards = pd_numeric(frame["reward"])
