@@ -329,7 +329,10 @@ def test_a_stray_file_in_a_recording_is_named_when_the_run_resumes(tmp_path, mon
 
 @pytest.mark.slow
 def test_sigkill_of_a_num_seeds_run_then_resume_matches_an_uninterrupted_run(tmp_path):
-    """Issue 18: three seeds in one job, killed while the second trains, resumed: every seed's files equal."""
+    """Issue 18: three seeds in one job, killed while the second trains, resumed. Every seed's files were equal
+    already (reproduced on tiers 1-3, killed in each seed, between seeds and before the aggregate); the job's
+    aggregate summary.json was not: it held `wall_seconds_std`, the spread of the seeds' times, which differs on
+    every run and which a comparison that drops the time (`wall_seconds`) cannot match. It is gone."""
     args = ["num_seeds=3", "train.iterations=300", "train.checkpoint_every=7", "train.progress=false", "plot=false"]
     whole = subprocess.run([sys.executable, "-m", "alignlab", *args, "hydra.run.dir=whole"], cwd=tmp_path)
     assert whole.returncode == 0
@@ -345,6 +348,6 @@ def test_sigkill_of_a_num_seeds_run_then_resume_matches_an_uninterrupted_run(tmp
     for seed in range(3):
         assert results(tmp_path / "killed" / f"seed={seed}") == results(tmp_path / "whole" / f"seed={seed}")
     aggregate = [json.loads((tmp_path / d / "summary.json").read_text()) for d in ("whole", "killed")]
-    assert [{k: v for k, v in a.items() if not k.startswith("wall_seconds")} for a in aggregate] == [
-        {k: v for k, v in aggregate[0].items() if not k.startswith("wall_seconds")}
-    ] * 2
+    for summary in aggregate:  # what results() drops: the one time in it
+        summary.pop("wall_seconds")
+    assert aggregate[0] == aggregate[1]

@@ -420,7 +420,8 @@ def run_seeds(cfg: DictConfig, run_dir: Path) -> dict:
         if isinstance(value, (int, float)) and key != "seed":
             values = torch.tensor([float(s[key]) for s in summaries], dtype=torch.float64)
             aggregate[key] = float(values.mean())
-            aggregate[f"{key}_std"] = float(values.std()) if len(values) > 1 else 0.0
+            if key != "wall_seconds":  # a time's spread is no result, and would make a resumed job differ
+                aggregate[f"{key}_std"] = float(values.std()) if len(values) > 1 else 0.0
         elif key in ("task", "algo", "sampling"):
             aggregate[key] = value
     write_json(run_dir / SUMMARY, aggregate)
