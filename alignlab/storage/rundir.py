@@ -152,31 +152,48 @@ def load_torch(data: bytes, path: Path, what: str, fix: str):
 
 class BackgroundWriter:
     """Durable writes off the training loop: an fsync takes milliseconds to tens of them, a bandit iteration
-    less than one. One write is in flight at a time; `wait()` (called by the next write and at the end) raises
-    its error, if it had one. Each write is atomic, so a kill mid-write leaves the previous file."""
+    less than one. The loop never waits for the disk: a write asked for while another is in flight replaces the
+    one still pending (only the newest checkpoint matters), and `wait()` (at the end) finishes them and raises
+    the error of one that failed, as does the next `write()`. Each write is atomic, so a kill mid-write leaves
+    the previous file."""
 
     def __init__(self) -> None:
+        self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
+        self.pending: tuple[Path, bytes] | None = None
         self.error: BaseException | None = None
 
     def write(self, path: Path, payload: bytes) -> None:
-        self.wait()
-        self.thread = threading.Thread(target=self._write, args=(path, payload), name="alignlab-checkpoint")
-        self.thread.start()
+        self._raise()
+        with self.lock:
+            self.pending = (Path(path), payload)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._drain, name="alignlab-checkpoint")
+                self.thread.start()
 
-    def _write(self, path: Path, payload: bytes) -> None:
-        try:
-            write_with_checksum(path, payload)
-        except BaseException as error:  # handed to the loop's thread by wait()
-            self.error = error
+    def _drain(self) -> None:
+        while True:
+            with self.lock:
+                if self.pending is None or self.error is not None:
+                    self.thread = None
+                    return
+                path, payload = self.pending
+                self.pending = None
+            try:
+                write_with_checksum(path, payload)
+            except BaseException as error:  # handed to the loop's thread by write() or wait()
+                self.error = error
 
-    def wait(self) -> None:
-        if self.thread is not None:
-            self.thread.join()
-            self.thread = None
+    def _raise(self) -> None:
         if self.error is not None:
             error, self.error = self.error, None
             raise error
+
+    def wait(self) -> None:
+        thread = self.thread
+        if thread is not None:
+            thread.join()
+        self._raise()
 
 
 def _jsonable(x):
