@@ -261,10 +261,11 @@ SOURCES = {
 @pytest.mark.parametrize("kind", SOURCES)
 def test_a_resume_refuses_a_source_that_changed_since_the_run_started(tmp_path, monkeypatch, kind):
     from alignlab.core import train
+    from tests.test_bad_input import run_main
 
     writes, reads = SOURCES[kind]
-    source = ["train.iterations=12", "train.progress=false", "plot=false", *writes]
-    cli.run_experiment(config(source), tmp_path / "src")
+    source = ["train.iterations=12", "train.progress=false", "plot=false", *writes, "hydra.run.dir=src"]
+    assert run_main(source, tmp_path)[0] == 0  # through the CLI: the source's .hydra/config.yaml is its config
     child = ["train.iterations=12", "train.checkpoint_every=3", "train.progress=false", "plot=false"]
     child += reads(tmp_path / "src")
     with monkeypatch.context() as patch:
@@ -274,7 +275,7 @@ def test_a_resume_refuses_a_source_that_changed_since_the_run_started(tmp_path, 
     sources = json.loads((tmp_path / "child" / "sources.json").read_text())
     key = {"init_from": "init_from", "behaviour_from": "sampling.behaviour_from", "dataset": "sampling.dataset"}[kind]
     assert len(sources[key]["sha256"]) == 64 and len(sources[key]["config_sha256"]) == 64
-    cli.run_experiment(config([*source, "force=true", "train.lr=0.3"]), tmp_path / "src")
+    assert run_main([*source, "force=true", "train.lr=0.3"], tmp_path)[0] == 0
     with pytest.raises(ConfigError, match=f"{key}=.* changed since this run started") as error:
         cli.run_experiment(config(child), tmp_path / "child")
     assert "force=true" in str(error.value) and "\n" not in str(error.value)

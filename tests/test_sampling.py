@@ -140,3 +140,31 @@ def test_only_rank_zero_writes_the_run_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "0")
     write_json(tmp_path / "summary.json", {"reward": 1.0})
     assert (tmp_path / "summary.json").exists()
+
+
+def test_the_core_imports_nothing_that_reads_or_writes_files():
+    """Issue 17: the loop and the sampler do no I/O; the run directory attaches through RunHooks (no import of
+    alignlab/storage, or of the run machinery, anywhere in alignlab/core: no circle train <-> warmstart)."""
+    import ast
+    from pathlib import Path
+
+    import alignlab.core
+
+    found = []
+    for path in Path(alignlab.core.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            found += [f"{path.name}: {n}" for n in names if n.startswith(("alignlab.storage", "alignlab.runs"))]
+    assert found == []
+
+
+def test_synthetic_llm_preference_does_not_import_its_task():
+    import ast
+    from pathlib import Path
+
+    import synthetic_llm
+
+    tree = ast.parse((Path(synthetic_llm.__file__).parent / "preference.py").read_text())
+    modules = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert "synthetic_llm.task" not in modules and "_sample_eval" not in ast.unparse(tree)

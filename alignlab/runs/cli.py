@@ -287,6 +287,7 @@ def check_settings(cfg: DictConfig) -> None:
     sampling = SamplingConfig(**OmegaConf.to_container(cfg.sampling, resolve=True))
     train_cfg = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
     check_run(build(algo_cfg), sampling, train_cfg)
+    RunStorage.check_sampling(sampling)  # a missing or damaged recording, before anything is written
 
 
 def build(node: dict):
