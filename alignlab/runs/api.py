@@ -39,6 +39,7 @@ def run(*overrides: str, run_dir: str | Path | None = None, force: bool = False)
     """Train one configuration (all its seeds) and return its metrics rows: one per iteration (and seed), the
     columns of metrics.csv plus `seed`. `.attrs` holds `summary` (summary.json) and `run_dir`."""
     from alignlab.runs.cli import run_experiment, run_seeds  # the CLI's own functions: one code path
+    from alignlab.storage.lock import RunDirLock
 
     cfg = compose_config(*overrides, *([] if not force else ["force=true"]))
     run_dir = Path(tempfile.mkdtemp(prefix="alignlab-run-") if run_dir is None else run_dir)
@@ -53,7 +54,8 @@ def run(*overrides: str, run_dir: str | Path | None = None, force: bool = False)
         OmegaConf.save(OmegaConf.create(list(overrides)), run_dir / ".hydra" / "overrides.yaml")
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
-        (run_experiment if cfg.num_seeds == 1 else run_seeds)(job_cfg, run_dir)
+        with RunDirLock(run_dir):  # one writer per run directory, as from the command line
+            (run_experiment if cfg.num_seeds == 1 else run_seeds)(job_cfg, run_dir)
     return read_run(run_dir)
 
 
