@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import os
+import sys
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from alignlab.core.sampling import SamplingConfig
 from alignlab.core.train import TrainConfig
@@ -242,8 +245,62 @@ def _unknown_keys(node: DictConfig, prefix: str = "") -> list[str]:
     return unknown
 
 
+LARGEST_INT = 2**63 - 1  # torch's and numpy's integers are 64-bit
+
+
+def _numbers(node, prefix: str = ""):
+    """(key, value) of every number in `node` (lists included, `hydra` left out), set where it stands: a value
+    interpolated from another key is that key's."""
+    keys = range(len(node)) if isinstance(node, ListConfig) else node.keys()
+    for key in keys:
+        if not prefix and key == "hydra":
+            continue
+        child = node._get_node(key)
+        if child is None or child._is_missing() or child._is_none() or child._is_interpolation():
+            continue
+        name = f"{prefix}[{key}]" if isinstance(node, ListConfig) else f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(child, (DictConfig, ListConfig)):
+            yield from _numbers(child, name)
+        elif isinstance(child._value(), (int, float)) and not isinstance(child._value(), bool):
+            yield name, child._value()
+
+
+def check_numbers(cfg: DictConfig) -> None:
+    """Every number of the config, whatever its key, so that a key added later is covered: a float is finite and
+    not subnormal (dividing by it overflows), an integer fits in 64 bits."""
+    for key, value in _numbers(cfg):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}={value!r} is not a finite number", f"give {key} a finite value")
+        if isinstance(value, float) and 0 < abs(value) < sys.float_info.min:
+            raise ConfigError(
+                f"{key}={value!r} is too close to 0 to compute with (below {sys.float_info.min:.3g}, where dividing "
+                "by it overflows)",
+                f"give {key} a value of magnitude {sys.float_info.min:.3g} or more",
+            )
+        if isinstance(value, int) and abs(value) > LARGEST_INT:
+            raise ConfigError(f"{key}={value} does not fit in 64 bits", f"give {key} a value below 2**63")
+
+
+def check_round_fits(cfg: DictConfig) -> None:
+    """A round of more samples than this machine's memory holds at 32 bytes a sample (the least any tier keeps of
+    one: its index, reward and log-probabilities under the policy and the reference, 8 bytes each) cannot run:
+    refused before anything is written, not after a failed allocation."""
+    sampling = cfg.sampling
+    prompts = max(sampling.prompts_per_round, sampling.offline_prompts)
+    samples = prompts * sampling.samples_per_prompt
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if samples * 32 > memory:
+        key = "sampling.prompts_per_round" if prompts == sampling.prompts_per_round else "sampling.offline_prompts"
+        raise ConfigError(
+            f"{key}={prompts} x sampling.samples_per_prompt={sampling.samples_per_prompt} = {samples} samples a "
+            f"round do not fit in this machine's {memory / 2**30:.0f} GiB of memory",
+            f"lower {key}",
+        )
+
+
 def check_config(cfg: DictConfig) -> None:
-    """What composition cannot check: keys added with `+` that no schema declares, and the root's ranges."""
+    """What composition cannot check: keys added with `+` that no schema declares, numbers that are not finite or
+    do not fit, and the root's ranges."""
     unknown = [key for key in _unknown_keys(cfg) if not key.startswith("hydra.")]
     if unknown:
         key = unknown[0]
@@ -252,6 +309,8 @@ def check_config(cfg: DictConfig) -> None:
         close = difflib.get_close_matches(last, [k for k in parent.keys() if k != last], n=1)
         hint = f"did you mean {key.rsplit('.', 1)[0] + '.' if '.' in key else ''}{close[0]}? " if close else ""
         raise ConfigError(f"unknown key '{key}': nothing reads it", f"{hint}remove +{key}")
+    check_numbers(cfg)
+    check_round_fits(cfg)
     if cfg.num_seeds < 1:
         raise ConfigError(f"num_seeds={cfg.num_seeds} is below 1", "set num_seeds=1 or more")
     if cfg.threads is not None and cfg.threads < 1:
