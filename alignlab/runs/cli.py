@@ -28,6 +28,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+import alignlab.conf  # noqa: F401  (its schemas in Hydra's ConfigStore before any flag reads them: --info defaults)
 from alignlab.core.reward_mix import MixtureSpec, with_reward_mixture
 from alignlab.core.roles import resolve_reward
 from alignlab.core.sampling import SamplingConfig
@@ -236,6 +237,14 @@ def group_options(group: str) -> list[str]:
     """The options of one of alignlab's config groups (conf/GROUP/*.yaml); [] for another group."""
     folder = importlib.resources.files("alignlab.conf") / group
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")) if folder.is_dir() else []
+
+
+def group_listing() -> str:
+    """The user's groups and their options, one group a line, for `alignlab --help` (conf/hydra/help/)."""
+    return "\n".join(f"    {group:11s} {', '.join(group_options(group))}" for group in GROUPS)
+
+
+OmegaConf.register_new_resolver("alignlab_groups", group_listing, replace=True)
 
 
 def _suggest_option(group: str, value: str, options: list[str]) -> str:

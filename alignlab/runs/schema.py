@@ -203,7 +203,19 @@ def objective_schema(cls: type) -> type:
             else field(default=MISSING if f.default is dataclasses.MISSING else f.default)
         )
         fields.append((f.name, hints[f.name], default))
-    return dataclasses.make_dataclass(f"{cls.__name__}Config", fields)
+    schema = dataclasses.make_dataclass(f"{cls.__name__}Config", fields)
+    schema.__module__ = __name__  # a config typed by it pickles (--experimental-rerun reads config.pickle)
+    return schema
+
+
+def __getattr__(name: str) -> type:
+    """`DPOConfig` and the other objective schemas, as module attributes, for unpickling a config typed by them."""
+    from alignlab.core import objectives
+
+    if name.endswith("Config") and name[: -len("Config")] in objectives.__all__:
+        schema = globals()[name] = objective_schema(getattr(objectives, name[: -len("Config")]))
+        return schema
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def register() -> None:
@@ -216,9 +228,8 @@ def register() -> None:
     for name, schema in TASK_SCHEMAS.items():
         store.store(group=f"{SCHEMA_GROUP}/task", name=name, node=schema)
     for name in objectives.__all__:
-        cls = getattr(objectives, name)
         if name not in ("Objective", "Targets"):
-            store.store(group=f"{SCHEMA_GROUP}/algo", name=name, node=objective_schema(cls))
+            store.store(group=f"{SCHEMA_GROUP}/algo", name=name, node=getattr(sys.modules[__name__], f"{name}Config"))
 
 
 def schema_type(schema: type | None, key: str | None) -> str | None:
