@@ -241,7 +241,7 @@ def group_options(group: str) -> list[str]:
 
 def group_listing() -> str:
     """The user's groups and their options, one group a line, for `alignlab --help` (conf/hydra/help/)."""
-    return "\n".join(f"    {group:11s} {', '.join(group_options(group))}" for group in GROUPS)
+    return "\n".join(f"  {group:15s} {', '.join(group_options(group))}" for group in GROUPS)
 
 
 OmegaConf.register_new_resolver("alignlab_groups", group_listing, replace=True)
