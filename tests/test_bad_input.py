@@ -268,7 +268,7 @@ def run_main(args: list[str], cwd: Path) -> tuple[int, str]:
     argv, here = sys.argv, os.getcwd()
     err = io.StringIO()
     code = 0
-    sys.argv = ["alignlab", *args]
+    sys.argv = ["alignlab", *[a for a in args if a == "-m"], *[a for a in args if a != "-m"]]  # as Hydra parses it
     os.chdir(cwd)
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):

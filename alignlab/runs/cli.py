@@ -352,8 +352,8 @@ def check_settings(cfg: DictConfig) -> None:
     algo_cfg.pop("name", None)
     sampling = SamplingConfig(**OmegaConf.to_container(cfg.sampling, resolve=True))
     train_cfg = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
-    check_run(build(algo_cfg, "algo"), sampling, train_cfg)
     check_data_options(cfg, train_cfg)
+    check_run(build(algo_cfg, "algo"), sampling, train_cfg)
 
 
 # The modules of the `lm` extra (pyproject.toml) that the tier-2 and tier-3 tasks import.
@@ -412,12 +412,13 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
         check_config(cfg)
         task_cfg = resolve_reward(OmegaConf.to_container(cfg.task, resolve=True))  # a role (hard, easy) -> a name
         objective = build(algo_cfg, "algo")
-        check_run(objective, sampling, train_cfg)  # before the task is built: that may load a model
         check_data_options(cfg, train_cfg)
+        check_run(objective, sampling, train_cfg)  # before the task is built: that may load a model
         check_target(task_cfg, "task")  # before the loggers write anything: a missing extra writes nothing
         loggers = start_loggers(cfg, run_dir)
         task = build(task_cfg, "task")
-        task = with_reward_mixture(task, cfg.get("reward_mix"), train_cfg.iterations, cfg.task.get("roles"))
+        roles = cfg.task.get("roles")
+        task = with_reward_mixture(task, cfg.get("reward_mix"), train_cfg.iterations, roles, cfg.task.reward)
     except AlignlabError:
         remove_if_fresh(run_dir)
         raise
@@ -496,13 +497,31 @@ def finished(run_dir: Path, force: bool) -> dict | None:
 
 
 def check_data_options(cfg: DictConfig, train_cfg: TrainConfig) -> None:
-    """The data options' checks that need no task (alignlab/storage/warmstart.py, alignlab/core/reward_mix.py)."""
+    """The data options' checks that need no task (alignlab/storage/warmstart.py, alignlab/core/reward_mix.py),
+    and options that would have no effect in this run, refused rather than ignored."""
     if cfg.get("init_from") is not None:
         check_finished(cfg.init_from, "init_from")
     if cfg.get("init_reference", "keep") not in REFERENCE_MODES:
         raise ConfigError(f"init_reference={cfg.init_reference} is not a reference mode", "use keep or move")
+    if cfg.get("init_reference", "keep") == "move" and cfg.get("init_from") is None:
+        raise ConfigError(
+            "init_reference=move moves the reference to init_from's policy, but init_from is not set",
+            "set init_from=RUN_DIR (a run saved with save_policy=true), or drop init_reference=move",
+        )
+    sampling = cfg.sampling
+    reads_offline_data = sampling.sync_every is None or sampling.offline_fraction > 0
+    for key in ("dataset", "behaviour_from"):
+        if sampling.get(key) is not None and not reads_offline_data:
+            raise ConfigError(
+                f"sampling.{key} names offline data, but this run is {sampling.name} with no offline data "
+                "(sampling.offline_fraction=0)",
+                f"add sampling=offline, or set sampling.offline_fraction above 0, or drop sampling.{key}",
+            )
     if cfg.get("reward_mix") is not None:
-        MixtureSpec.from_config(OmegaConf.to_container(cfg.reward_mix, resolve=True), train_cfg.iterations)
+        reward_mix = cfg.reward_mix
+        if OmegaConf.is_config(reward_mix):
+            reward_mix = OmegaConf.to_container(reward_mix, resolve=True)
+        MixtureSpec.from_config(reward_mix, train_cfg.iterations)
     if cfg.get("record_rollouts", False):
         check_recordable()
 
