@@ -35,7 +35,7 @@ from alignlab.core.sampling import SamplingConfig
 from alignlab.core.train import TrainConfig, check_run, train
 from alignlab.errors import AlignlabError, ConfigError
 from alignlab.runs.loggers import RunRecorder, start_loggers
-from alignlab.runs.schema import check_config, schema_type
+from alignlab.runs.schema import check_config, check_root, schema_type
 from alignlab.runs.tuned import apply_tuned
 from alignlab.storage.recording import check_recordable
 from alignlab.storage.rundir import (
@@ -299,7 +299,7 @@ def _innermost(error: BaseException) -> BaseException:
 def hydra_error_message(error: Exception) -> str | None:
     """One line for an error of composition (an unknown option, key or type, an override that does not parse, a
     value its resolver refuses), naming the key and the fix; None for any other error."""
-    from hydra.errors import HydraException, MissingConfigException
+    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
     if isinstance(error, MissingConfigException) and error.missing_cfg_file and "/" in error.missing_cfg_file:
@@ -318,12 +318,30 @@ def hydra_error_message(error: Exception) -> str | None:
         declared = schema_type(getattr(cause, "object_type", None), getattr(cause, "key", None))
         kind = f" ({declared})" if declared else ""
         return f"{key}: {problem}. Fix: give {key} a value of its type{kind}."
+    if isinstance(error, OverrideParseException):
+        return override_parse_message(error)
     innermost = _innermost(error)
     if "Fix:" in str(innermost):  # a resolver's own one-line refusal (alignlab_rounds)
         return " ".join(str(innermost).split())
     first = " ".join(str(error).split("\n\n")[0].split()).rstrip(".")
     at = f" ({key})" if key else ""
     return f"{first}{at}. Fix: check the command line against `alignlab --help`; quote values with spaces or brackets."
+
+
+def override_parse_message(error: Exception) -> str:
+    """An override Hydra's grammar rejects, named: each `key=value` of the command line is parsed alone, with
+    Hydra's own parser, to find it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    problem = str(error).splitlines()[0].split(" See https://")[0].rstrip(".")
+    for token in (a for a in sys.argv[1:] if "=" in a and not a.startswith("-")):
+        try:
+            parser.parse_overrides([token])
+        except Exception:
+            key = token.split("=", 1)[0]
+            return f"cannot read {token} ({problem}). Fix: quote the value, e.g. '{key}=\"...\"'."
+    return f"{problem}. Fix: quote a value with spaces or special characters, e.g. 'KEY=\"...\"'."
 
 
 def interrupted() -> None:
@@ -573,9 +591,10 @@ def run(cfg: DictConfig) -> dict | None:
     if done is not None:
         print(f"alignlab: {run_dir} is already done ({SUMMARY} exists): skipped. Use force=true to run it again.")
         return done
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
     try:
+        check_root(cfg)
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
         summary = run_experiment(cfg, run_dir) if cfg.num_seeds == 1 else run_seeds(cfg, run_dir)
     except AlignlabError as error:
         remove_if_fresh(run_dir)

@@ -309,6 +309,20 @@ def check_round_fits(cfg: DictConfig) -> None:
         )
 
 
+def check_root(cfg: DictConfig) -> None:
+    """The keys a job reads before its runs start: how many seeds, how many threads."""
+    if cfg.num_seeds < 1:
+        raise ConfigError(f"num_seeds={cfg.num_seeds} is below 1", "set num_seeds=1 or more")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ConfigError(f"threads={cfg.threads} is below 1", "set threads=1 or more, or threads=null")
+    cpus = os.cpu_count() or 1
+    if cfg.threads is not None and cfg.threads > cpus:
+        raise ConfigError(
+            f"threads={cfg.threads} is more than this machine's {cpus} CPUs (more threads only wait for each other)",
+            f"set threads={cpus} or fewer, or threads=null",
+        )
+
+
 def check_config(cfg: DictConfig) -> None:
     """What composition cannot check: keys added with `+` that no schema declares, numbers that are not finite or
     do not fit, and the root's ranges."""
@@ -322,10 +336,7 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"unknown key '{key}': nothing reads it", f"{hint}remove +{key}")
     check_numbers(cfg)
     check_round_fits(cfg)
-    if cfg.num_seeds < 1:
-        raise ConfigError(f"num_seeds={cfg.num_seeds} is below 1", "set num_seeds=1 or more")
-    if cfg.threads is not None and cfg.threads < 1:
-        raise ConfigError(f"threads={cfg.threads} is below 1", "set threads=1 or more, or threads=null")
+    check_root(cfg)
     for key in ("seeds", "reuse_iterations", "prompt_budget", "minibatch_prompts"):
         if cfg.findings[key] < 1:
             raise ConfigError(f"findings.{key}={cfg.findings[key]} is below 1", f"set findings.{key}=1 or more")
