@@ -37,7 +37,6 @@ from alignlab.errors import AlignlabError, ConfigError
 from alignlab.runs.loggers import RunRecorder, start_loggers
 from alignlab.runs.schema import check_config, check_root, schema_type
 from alignlab.runs.tuned import apply_tuned
-from alignlab.storage.recording import check_recordable
 from alignlab.storage.rundir import (
     CHECKPOINT,
     SUMMARY,
@@ -516,7 +515,8 @@ def finished(run_dir: Path, force: bool) -> dict | None:
 
 def check_data_options(cfg: DictConfig, train_cfg: TrainConfig) -> None:
     """The data options' checks that need no task (alignlab/storage/warmstart.py, alignlab/core/reward_mix.py),
-    and options that would have no effect in this run, refused rather than ignored."""
+    and options that would have no effect in this run, refused rather than ignored. (record_rollouts is checked
+    by train(), once.)"""
     if cfg.get("init_from") is not None:
         check_finished(cfg.init_from, "init_from")
     if cfg.get("init_reference", "keep") not in REFERENCE_MODES:
@@ -540,8 +540,6 @@ def check_data_options(cfg: DictConfig, train_cfg: TrainConfig) -> None:
         if OmegaConf.is_config(reward_mix):
             reward_mix = OmegaConf.to_container(reward_mix, resolve=True)
         MixtureSpec.from_config(reward_mix, train_cfg.iterations)
-    if cfg.get("record_rollouts", False):
-        check_recordable()
 
 
 def run_seeds(cfg: DictConfig, run_dir: Path) -> dict:
