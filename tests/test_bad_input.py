@@ -208,7 +208,7 @@ BAD_INPUT = [
             "-m",
             "experiment=batch_size",
             "findings.prompt_budget=100",
-            "train.iterations=${alignlab_rounds:${findings.prompt_budget},${sampling.prompts_per_round}}",
+            "train.iterations='${alignlab_rounds:${findings.prompt_budget},${sampling.prompts_per_round}}'",
         ],
         "findings.prompt_budget=100 is not a multiple of sampling.prompts_per_round=8",
     ),

@@ -110,15 +110,15 @@ class RunChecks(Callback):
         created = OUTPUT_DIR.absolute()
         while not created.exists():
             FRESH_RUN_DIR, created = created, created.parent
-        check_output_dir(config.hydra.run.dir, "hydra.run.dir")
         refuse_sweep_without_multirun(config)
         refuse_other_settings(OUTPUT_DIR, config)
+        check_output_dir(config.hydra.run.dir, "hydra.run.dir")  # last: it creates the directory to try it
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         global OUTPUT_DIR
         OUTPUT_DIR = Path(config.hydra.sweep.dir)
-        check_output_dir(config.hydra.sweep.dir, "hydra.sweep.dir")
         check_sweep(config, kwargs.get("config_name") or "config")
+        check_output_dir(config.hydra.sweep.dir, "hydra.sweep.dir")  # last: it creates the directory to try it
 
 
 def check_output_dir(directory: str, key: str) -> None:
@@ -369,8 +369,8 @@ def check_settings(cfg: DictConfig) -> None:
     algo_cfg.pop("name", None)
     sampling = SamplingConfig(**OmegaConf.to_container(cfg.sampling, resolve=True))
     train_cfg = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
-    check_data_options(cfg, train_cfg)
     check_run(build(algo_cfg, "algo"), sampling, train_cfg)
+    check_data_options(cfg, train_cfg)
 
 
 # The modules of the `lm` extra (pyproject.toml) that the tier-2 and tier-3 tasks import.
@@ -429,8 +429,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
         check_config(cfg)
         task_cfg = resolve_reward(OmegaConf.to_container(cfg.task, resolve=True))  # a role (hard, easy) -> a name
         objective = build(algo_cfg, "algo")
-        check_data_options(cfg, train_cfg)
         check_run(objective, sampling, train_cfg)  # before the task is built: that may load a model
+        check_data_options(cfg, train_cfg)
         check_target(task_cfg, "task")  # before the loggers write anything: a missing extra writes nothing
         loggers = start_loggers(cfg, run_dir)
         task = build(task_cfg, "task")
