@@ -203,15 +203,6 @@ BAD_INPUT = [
     (["task._target_=nonexistent.Class"], "task._target_=nonexistent.Class"),
     (["hydra/launcher=joblibb"], "did you mean hydra/launcher=joblib?"),
     (["experiment=online_vs_offline"], "alignlab -m experiment=online_vs_offline"),
-    (  # FAST sets train.iterations: the row gives back the experiment's own, the budget's rounds
-        [
-            "-m",
-            "experiment=batch_size",
-            "findings.prompt_budget=100",
-            "train.iterations='${alignlab_rounds:${findings.prompt_budget},${sampling.prompts_per_round}}'",
-        ],
-        "findings.prompt_budget=100 is not a multiple of sampling.prompts_per_round=8",
-    ),
     ([*T2, "task.label_noise_beta=nan"], "task.label_noise_beta=nan"),
     (["task=bandit_contextual", "task.reference_epochs=0"], "task.reference_epochs=0"),
     (["sampling.dataset=DATA/bandit_recording"], "sampling.dataset names offline data, but this run is online"),

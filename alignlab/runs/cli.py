@@ -371,10 +371,27 @@ def check_settings(cfg: DictConfig) -> None:
     train_cfg = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
     check_run(build(algo_cfg, "algo"), sampling, train_cfg)
     check_data_options(cfg, train_cfg)
+    check_extras(cfg)
 
 
 # The modules of the `lm` extra (pyproject.toml) that the tier-2 and tier-3 tasks import.
 LM_EXTRA = ("transformers", "accelerate", "datasets", "peft", "gguf", "math_verify", "tokenizers", "safetensors")
+
+
+def lm_extras_missing(node: dict, group: str, module: str) -> ConfigError:
+    return ConfigError(
+        f"{group}={node.get('name', node.get('_target_'))} needs the language-model extras ({module} is not installed)",
+        "run `make setup-lm` (or pip install -e '.[lm]')",
+    )
+
+
+def check_extras(cfg: DictConfig) -> None:
+    """The optional packages the task's tier imports (its schema's `extra_modules`), before anything is built."""
+    for module in getattr(OmegaConf.get_type(cfg.task), "extra_modules", ()):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            raise lm_extras_missing({"name": cfg.task.name}, "task", error.name or module) from None
 
 
 def check_target(node: dict, group: str) -> None:
@@ -387,10 +404,7 @@ def check_target(node: dict, group: str) -> None:
     except ModuleNotFoundError as error:
         missing = error.name or ""
         if missing.split(".")[0] in LM_EXTRA:
-            raise ConfigError(
-                f"{group}={node.get('name', target)} needs the language-model extras ({missing} is not installed)",
-                "run `make setup-lm` (or pip install -e '.[lm]')",
-            ) from None
+            raise lm_extras_missing(node, group, missing) from None
         if not module_name.startswith(missing):
             raise ConfigError(
                 f"{group}._target_={target} needs the module {missing}, which is not installed",
@@ -415,6 +429,9 @@ def build(node: dict, group: str | None = None):
         cause = error.__cause__
         if isinstance(cause, AlignlabError):
             raise cause from None
+        missing = getattr(cause, "name", None) if isinstance(cause, ModuleNotFoundError) else None
+        if group is not None and missing and missing.split(".")[0] in LM_EXTRA:  # a tier that imports it late
+            raise lm_extras_missing(node, group, missing) from None
         raise
 
 
@@ -431,7 +448,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
         objective = build(algo_cfg, "algo")
         check_run(objective, sampling, train_cfg)  # before the task is built: that may load a model
         check_data_options(cfg, train_cfg)
-        check_target(task_cfg, "task")  # before the loggers write anything: a missing extra writes nothing
+        check_extras(cfg)  # before the loggers write anything: a missing extra writes nothing
+        check_target(task_cfg, "task")
         loggers = start_loggers(cfg, run_dir)
         task = build(task_cfg, "task")
         roles = cfg.task.get("roles")

@@ -22,7 +22,7 @@ import os
 import sys
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
@@ -98,6 +98,8 @@ class BanditTaskConfig(TaskConfig):
 class SyntheticLMTaskConfig(TaskConfig):
     """conf/task/synthetic_llm.yaml: synthetic_llm.SyntheticLMTask."""
 
+    extra_modules: ClassVar[tuple[str, ...]] = ("transformers",)  # the `lm` extra (make setup-lm), checked first
+
     reference_seed: int = 0
     cache_dir: str | None = None
     max_new_tokens: int = 24  # >= 2
@@ -126,6 +128,8 @@ class SyntheticLMTaskConfig(TaskConfig):
 @dataclass
 class FullScaleTaskConfig(TaskConfig):
     """conf/task/full_scale*.yaml: full_scale.FullScaleTask."""
+
+    extra_modules: ClassVar[tuple[str, ...]] = ("transformers",)  # the `lm` extra (make setup-lm), checked first
 
     model: str = "smollm2"
     tokenizer: str | None = None
