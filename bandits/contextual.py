@@ -126,6 +126,7 @@ class ContextualBanditTask:
             ("num_train_contexts", num_train_contexts),
             ("num_eval_contexts", num_eval_contexts),
             ("reference_samples", reference_samples),
+            ("reference_epochs", reference_epochs),
             ("context_dim", context_dim),
         ):
             if value < 1:

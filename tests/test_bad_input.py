@@ -206,14 +206,45 @@ BAD_INPUT = [
     (["sampling=offline", "sampling.dataset=DATA/arm_8.parquet"], "this task's completions are 0..7"),
     (["sampling=offline", "sampling.dataset=DATA/logp_plus_5.parquet"], "behaviour_logp=5.0 in row 1"),
     (["sampling=offline", "sampling.dataset=DATA/partial_rec", "sampling.dataset_order=recorded"], "is partial"),
-    (["init_reference=move"], "init_reference=move moves the reference"),
     (["init_from=DATA/policy_truncated"], "policy_truncated/policy.pt is damaged"),
     (["init_from=DATA/policy_empty"], "policy_empty/policy.pt is damaged"),
     (["init_from=DATA/policy_garbage"], "policy_garbage/policy.pt is damaged"),
     (["init_from=DATA/policy_no_checksum"], "has no checksum file policy.pt.sha256"),
     (["init_from=DATA/policy_pickle"], "cannot be read as a weights-only torch file"),
     (["sampling=offline", "sampling.behaviour_from=DATA/policy_truncated"], "sampling.behaviour_from: the saved polic"),
-    (["threads=100000"], "threads=100000"),
+    # issue 18/19: numbers, mixtures, options, CLI
+    (["train.lr=nan"], "train.lr=nan is not a finite number"),
+    (["train.lr=inf"], "train.lr=inf is not a finite number"),
+    (["algo=rest", "algo.thresholds=[nan]"], "algo.thresholds[0]=nan"),
+    (["task.optimum_beta=nan"], "task.optimum_beta=nan"),
+    (["algo.beta=1e-320"], "algo.beta=1e-320 is too close to 0"),
+    (["seed=99999999999999999999"], "seed=99999999999999999999 does not fit in 64 bits"),
+    (["train.iterations=99999999999999999999"], "train.iterations=99999999999999999999 does not fit"),
+    (["threads=100000"], "threads=100000 is more than this machine's"),
+    (["sampling.prompts_per_round=1000000000"], "sampling.prompts_per_round=1000000000"),
+    (["task._target_=nonexistent.Class"], "task._target_=nonexistent.Class"),
+    (["hydra/launcher=joblibb"], "did you mean hydra/launcher=joblib?"),
+    (["experiment=online_vs_offline"], "alignlab -m experiment=online_vs_offline"),
+    ([*T2, "task.label_noise_beta=nan"], "task.label_noise_beta=nan"),
+    (["task=bandit_contextual", "task.reference_epochs=0"], "task.reference_epochs=0"),
+    (["sampling.dataset=DATA/bandit_recording"], "sampling.dataset names offline data, but this run is online"),
+    (["sampling.behaviour_from=DATA/five_arm_run"], "sampling.behaviour_from names offline data"),
+    (["init_reference=move"], "init_reference=move"),
+    (["reward_mix=5"], "reward_mix=5 is not a mapping"),
+    (["reward_mix=[r1,r2]"], "is not a mapping"),
+    (["reward_mix={r1: abc}"], "reward_mix has r1"),
+    (["reward_mix={weights: {r1: abc}}"], "reward_mix.weights.r1=abc is not a number"),
+    (["reward_mix={weights: {r1: nan}}"], "reward_mix.weights.r1=nan"),
+    (["task.reward=r2", "reward_mix={weights: {r1: 1}}"], "task.reward=r2 is not one of reward_mix's rewards"),
+    (["reward_mix={schedule: [{iterations: 2.7, weights: {r1: 1}}]}"], "iterations=2.7 is not a whole number"),
+    (
+        ["reward_mix={schedule: [{iterations: 1, weights: {r1: 1}}, {fraction: 0.5, weights: {r2: 1}}]}"],
+        "mixes iterations and fraction",
+    ),
+    (["reward_mix={schedule: [{iterations: 2, fraction: 1, weights: {r1: 1}}]}"], "both iterations and fraction"),
+    (["reward_mix={schedule: [{fraction: 0.5, weights: {r1: 1}}]}"], "fractions sum to 0.5, shorter"),
+    (["reward_mix={schedule: [{iterations: 1, weights: {r1: 1}}]}"], "lasts 1 iterations, shorter"),
+    (["-m", "sampling.prompts_per_round=8", "sampling.minibatch_prompts=2,3"], "sampling.minibatch_prompts=3 does not"),
 ]
 
 BAD_FILES = {
@@ -381,7 +412,7 @@ def run_main(args: list[str], cwd: Path) -> tuple[int, str]:
     argv, here = sys.argv, os.getcwd()
     err = io.StringIO()
     code = 0
-    sys.argv = ["alignlab", *args]
+    sys.argv = ["alignlab", *[a for a in args if a == "-m"], *[a for a in args if a != "-m"]]  # as Hydra parses it
     os.chdir(cwd)
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):

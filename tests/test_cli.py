@@ -56,8 +56,10 @@ def test_python_dash_m_is_the_same_command(cli):
     assert "ipo" in proc.stdout and (cli.dir / "m" / "summary.json").exists()
 
 
-@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+@pytest.mark.parametrize("launcher", ["basic", "joblib", "submitit_local"])
 def test_a_small_sweep_runs_into_its_directory(cli, launcher):
+    if launcher == "submitit_local":
+        pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     cli(
         "-m",
         "algo=dpo,reinforce",
@@ -174,3 +176,184 @@ def test_the_configs_are_found_when_installed_from_a_wheel(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert read_summary(tmp_path / "outputs" / "algo=rloo,train.iterations=5")["algo"] == "rloo"
+
+
+# ---- Hydra's own command line: every flag works (the checks run in Hydra's task function and callbacks) -------
+@pytest.mark.parametrize(
+    "flags, shown",
+    [
+        (["--cfg", "job", "algo=ipo"], "name: ipo"),
+        (["--cfg", "hydra"], "run_checks:"),
+        (["--info"], "Defaults List"),
+        (["--info", "defaults"], "alignlab_schema/task/bandit"),
+        (["--shell-completion", "install=bash"], "-F hydra_bash_completion"),
+        (["--hydra-help"], "Hydra (1."),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)
+def test_every_hydra_flag_works_and_writes_nothing(cli, flags, shown):
+    proc = cli(*flags)
+    assert shown in proc.stdout, proc.stdout[-2000:]
+    assert not list(cli.dir.iterdir()), "a flag that only shows something wrote files"
+
+
+def test_help_shows_the_users_groups_and_commands_without_hydras_banner(cli):
+    proc = cli("--help")
+    lines = proc.stdout.splitlines()
+    assert len(lines) <= 40, proc.stdout
+    groups = {line.split()[0]: line for line in lines if line.startswith("  ") and len(line.split()) > 1}
+    for group in ("task", "algo", "sampling", "experiment", "data", "mix", "logger", "tuned", "hydra/launcher"):
+        assert group in groups, group
+    assert "dpo" in groups["algo"] and "synthetic_llm" in groups["task"] and "online_vs_offline" in groups["experiment"]
+    for command in ("alignlab-plot", "alignlab-report", "alignlab-data", "alignlab-tune", "make setup-lm", "-m"):
+        assert command in proc.stdout, command
+    for hydras in ("alignlab_schema", "Powered by Hydra", "== Config ==", "is powered by Hydra"):
+        assert hydras not in proc.stdout, hydras
+
+
+def test_experimental_rerun_runs_the_pickled_config_again(cli):
+    """Hydra's --experimental-rerun reads .hydra/config.pickle (written by Hydra's PickleJobInfoCallback) and calls
+    the task function with it, with no callback: the run's own checks are in the task function."""
+    pickle_job = "+hydra.callbacks.save_job_info._target_=hydra.experimental.callbacks.PickleJobInfoCallback"
+    cli("plot=false", *FAST, "algo=ipo", "hydra.run.dir=run", pickle_job)
+    summary = cli.dir / "run" / "summary.json"
+    first = json.loads(summary.read_text())
+    summary.unlink()
+    cli("--experimental-rerun", str(cli.dir / "run" / ".hydra" / "config.pickle"))
+    again = json.loads(summary.read_text())
+    assert again["algo"] == "ipo" and again["reward"] == first["reward"]
+
+
+def test_a_sweep_of_data_sources_runs_and_a_single_data_option_too(cli):
+    """The README's `alignlab -m data=online,shuffled_online,reference`: each job reads its data=online sibling."""
+    cli("-m", "data=online,shuffled_online,reference", "plot=false", *FAST, "hydra.sweep.dir=sweep")
+    runs = {p.parent.name.split(",")[0]: read_summary(p.parent) for p in (cli.dir / "sweep").rglob("summary.json")}
+    assert set(runs) == {"data=online", "data=shuffled_online", "data=reference"}
+    assert runs["data=online"]["sampling"] == "online" and runs["data=shuffled_online"]["sampling"] == "offline"
+    cli("data=online", "plot=false", *FAST, "hydra.run.dir=single")
+    assert (cli.dir / "single" / "rollouts.parquet").exists()
+
+
+def test_a_sweep_budget_that_does_not_divide_is_refused_before_any_job_runs(cli):
+    proc = cli("-m", "experiment=batch_size", "findings.prompt_budget=100", "findings.seeds=1", check=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "findings.prompt_budget=100 is not a multiple of sampling.prompts_per_round=8" in lines[0]
+    assert "Fix:" in lines[0] and not list(cli.dir.iterdir())
+
+
+def test_a_refused_sweep_writes_nothing_and_says_which_job(cli):
+    proc = cli("-m", "sampling.prompts_per_round=8", "sampling.minibatch_prompts=2,3", *FAST, check=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("alignlab: error: sweep job sampling.prompts_per_round=8,sampling.minibatch_prompts=3")
+    assert "Fix:" in lines[0]
+    assert not list(cli.dir.iterdir())
+
+
+COUNT_CHECKS = """
+import atexit, sys
+from alignlab.runs import cli
+from alignlab.core import train
+from alignlab.storage import recording
+counts = {"cli check_run": 0, "train check_run": 0, "check_recordable": 0}
+def counted(name, function):
+    def wrapper(*args, **kwargs):
+        counts[name] += 1
+        return function(*args, **kwargs)
+    return wrapper
+cli.check_run = counted("cli check_run", cli.check_run)
+train.check_run = counted("train check_run", train.check_run)
+train.check_recordable = counted("check_recordable", recording.check_recordable)
+atexit.register(lambda: print("checks:", counts))
+sys.argv = ["alignlab", *sys.argv[1:]]
+cli.main()
+"""
+
+
+def test_a_run_checks_its_settings_once(cli):
+    """The CLI checks the run once, before the task is built (the removed precheck checked it again, and Hydra's
+    run-mode lookup composed it a third time); train() keeps its own check for its direct callers."""
+    import subprocess
+    import sys
+
+    args = ["plot=false", *FAST, "record_rollouts=true", "hydra.run.dir=run"]
+    proc = subprocess.run(
+        [sys.executable, "-c", COUNT_CHECKS, *args], cwd=cli.dir, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == (
+        "checks: {'cli check_run': 1, 'train check_run': 1, 'check_recordable': 1}"
+    )
+
+
+def test_a_finished_run_launched_with_other_settings_is_refused_naming_them(cli):
+    cli("plot=false", *FAST, "hydra.run.dir=mine")
+    summary, config = cli.dir / "mine" / "summary.json", cli.dir / "mine" / ".hydra" / "config.yaml"
+    before = summary.read_text(), config.read_text()
+    proc = cli("plot=false", *FAST, "hydra.run.dir=mine", "algo=ipo", check=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "holds a finished run with other settings (algo.name, algo._target_" in lines[0]
+    assert "force=true" in lines[0].split("Fix:")[1]
+    assert (summary.read_text(), config.read_text()) == before, "a refused re-launch changed the run directory"
+    proc = cli("plot=true", *FAST, "hydra.run.dir=mine", "train.progress=true")  # shown otherwise, same run
+    assert "already done" in proc.stdout and summary.read_text() == before[0]
+
+
+def test_ctrl_c_prints_one_line_that_says_where_to_resume(cli):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from alignlab.storage.rundir import CHECKPOINT
+
+    args = ["plot=false", "train.progress=false", "train.iterations=1000000", "train.checkpoint_every=20"]
+    env = dict(os.environ, HYDRA_FULL_ERROR="0")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "alignlab", *args, "hydra.run.dir=long"],
+        cwd=cli.dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 600  # a hang guard, for a machine 10x slower than idle
+    while not (cli.dir / "long" / CHECKPOINT).exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=600)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert child.returncode == 130 and len(lines) == 1, stderr
+    assert lines[0] == (
+        f"alignlab: interrupted. Fix: run the same command again: it resumes from the checkpoint in {cli.dir / 'long'}."
+    )
+
+
+LM_EXTRAS_MISSING = """
+import sys
+sys.modules["transformers"] = None  # what an install without the lm extra (make demo) has: no transformers
+from alignlab.runs.cli import main
+sys.argv = ["alignlab", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("task", ["synthetic_llm", "full_scale"])
+def test_a_tier_without_the_lm_extras_says_how_to_install_them_and_writes_nothing(cli, task):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", LM_EXTRAS_MISSING, f"task={task}", *FAST, "plot=false"],
+        cwd=cli.dir,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert f"task={task} needs the language-model extras (transformers is not installed)" in lines[0]
+    assert "Fix: run `make setup-lm` (or pip install -e '.[lm]')" in lines[0]
+    assert not list(cli.dir.iterdir())

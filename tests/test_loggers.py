@@ -94,6 +94,46 @@ def test_wandb_offline_sweep_is_one_group_with_the_metrics_of_metrics_csv(cli):
         assert json.loads(config["algo"])["name"] == algo and json.loads(config["train"])["iterations"] == 12
 
 
+NO_NETWORK = """
+import atexit, socket, sys
+attempts = []
+atexit.register(lambda: print("network attempts:", attempts))  # registered first, so it runs last, after W&B's own
+real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
+LOCAL = ("localhost", "127.0.0.1", "::1", None)
+def getaddrinfo(host, *args, **kwargs):
+    if host not in LOCAL:
+        attempts.append(host)
+        raise OSError("the network is blocked in this test")
+    return real_getaddrinfo(host, *args, **kwargs)
+def connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOCAL:
+        attempts.append(address[0])
+        raise OSError("the network is blocked in this test")
+    return real_connect(self, address)
+socket.getaddrinfo, socket.socket.connect = getaddrinfo, connect
+from alignlab.runs.cli import main
+sys.argv = ["alignlab", *sys.argv[1:]]
+main()
+"""
+
+
+def test_wandb_offline_by_default_makes_no_connection_attempt(tmp_path):
+    """With WANDB_MODE unset, wandb.init(mode="offline") alone still resolved W&B's server name at exit; the run
+    must contact nothing (an offline cluster would stall on it)."""
+    pytest.importorskip("wandb")
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    args = [*FAST, "train.iterations=2", "logger=wandb", "hydra.run.dir=run"]
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_NETWORK, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "network attempts: []"
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+
+
 def test_wandb_asked_to_go_online_without_a_server_warns_and_stays_offline(tmp_path):
     pytest.importorskip("wandb")
     with pytest.warns(UserWarning, match="cannot be reached.*logged offline.*wandb sync"):

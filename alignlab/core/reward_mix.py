@@ -34,11 +34,13 @@ KEYS = ("weights", "domains", "schedule")
 MIXTURE = "(mixture)"  # the key of the mixture itself among the rewards a task evaluates
 
 
-def check_weights(weights: dict, where: str) -> dict[str, float]:
+def check_weights(weights, where: str) -> dict[str, float]:
     if not isinstance(weights, dict) or not weights:
         raise ConfigError(f"{where} is not a mapping of reward name -> weight", f"write {where}: {{NAME: WEIGHT}}")
     out = {}
     for name, weight in weights.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise ConfigError(f"{where}.{name}={weight} is not a number", f"give {where}.{name} a weight >= 0")
         weight = float(weight)
         if weight < 0:
             raise ConfigError(f"{where}.{name}={weight} is negative", "use weights >= 0")
@@ -46,6 +48,15 @@ def check_weights(weights: dict, where: str) -> dict[str, float]:
     if sum(out.values()) <= 0:
         raise ConfigError(f"the weights of {where} sum to zero", "give at least one reward a positive weight")
     return out
+
+
+def _whole(value, where: str) -> int:
+    """A phase's length in iterations: a whole number, never truncated."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise ConfigError(f"{where}={value} is not a whole number of iterations", f"give {where} a whole number")
+    if value < 1:
+        raise ConfigError(f"{where}={value} is below 1", "give each phase >= 1")
+    return int(value)
 
 
 @dataclass
@@ -83,9 +94,15 @@ class MixtureSpec:
         return current
 
     @staticmethod
-    def from_config(cfg: dict, iterations: int) -> MixtureSpec:
+    def from_config(cfg, iterations: int) -> MixtureSpec:
+        """A reward_mix as the user wrote it, checked as a whole (one line for whatever is malformed)."""
+        example = (
+            "write reward_mix={weights: {NAME: WEIGHT}} (or domains: or schedule:, see alignlab/core/reward_mix.py)"
+        )
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"reward_mix={cfg} is not a mapping", example)
         given = [k for k in KEYS if cfg.get(k) is not None]
-        unknown = sorted(set(cfg) - set(KEYS))
+        unknown = sorted(str(k) for k in set(cfg) - set(KEYS))
         if unknown or len(given) != 1:
             raise ConfigError(
                 f"reward_mix has {', '.join(unknown or given) or 'none'} of weights, domains, schedule",
@@ -98,33 +115,57 @@ class MixtureSpec:
             if not isinstance(domains, dict) or not domains:
                 raise ConfigError("reward_mix.domains is empty", "map each prompt domain to {reward: weight}")
             return MixtureSpec([(0, {str(d): check_weights(w, f"reward_mix.domains.{d}") for d, w in domains.items()})])
+        return MixtureSpec._schedule(cfg["schedule"], iterations)
+
+    @staticmethod
+    def _schedule(schedule, iterations: int) -> MixtureSpec:
+        """Phases of one kind: all `iterations` (whole numbers summing to train.iterations) or all `fraction`
+        (shares of the run summing to 1, each boundary rounded to the nearest iteration)."""
+        if not isinstance(schedule, list) or not schedule:
+            raise ConfigError(
+                "reward_mix.schedule is not a list of phases", "give a list of {iterations|fraction, weights}"
+            )
+        kinds = set()
+        for i, phase in enumerate(schedule):
+            where = f"reward_mix.schedule[{i}]"
+            if not isinstance(phase, dict):
+                raise ConfigError(
+                    f"{where}={phase} is not a phase", f"write {where} as {{iterations: N, weights: ...}}"
+                )
+            kind = [k for k in ("iterations", "fraction") if phase.get(k) is not None]
+            if len(kind) != 1:
+                raise ConfigError(
+                    f"{where} has {'both iterations and fraction' if kind else 'neither iterations nor fraction'}",
+                    f"give {where} exactly one of iterations or fraction",
+                )
+            kinds.add(kind[0])
+        if len(kinds) > 1:
+            raise ConfigError(
+                "reward_mix.schedule mixes iterations and fraction phases",
+                "give every phase iterations, or every one fraction",
+            )
         phases, start, share = [], 0, 0.0
-        for i, phase in enumerate(cfg["schedule"]):
+        for i, phase in enumerate(schedule):
             weights = {None: check_weights(phase.get("weights"), f"reward_mix.schedule[{i}].weights")}
-            if phase.get("fraction") is not None:  # a share of the run, so that a preset fits every budget
-                fraction = float(phase["fraction"])
-                if not 0 < fraction <= 1:
+            phases.append((start, weights))
+            if "fraction" in kinds:  # a share of the run, so that a preset fits every budget
+                fraction = phase["fraction"]
+                if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
                     raise ConfigError(f"reward_mix.schedule[{i}].fraction={fraction} is not in (0, 1]", "use a share")
                 share += fraction
-                end = int(round(min(share, 1.0) * iterations))
-                phases.append((start, weights))
-                start = max(start, end)
-                continue
-            length = int(phase.get("iterations", 0))
-            if length < 1:
-                raise ConfigError(f"reward_mix.schedule[{i}].iterations={length} is below 1", "give each phase >= 1")
-            phases.append((start, weights))
-            start += length
-        if not phases:
-            raise ConfigError("reward_mix.schedule is empty", "give at least one phase")
-        if share > 1 + 1e-9:
+                start = max(start, int(round(min(share, 1.0) * iterations)))
+            else:
+                start += _whole(phase["iterations"], f"reward_mix.schedule[{i}].iterations")
+        if "fraction" in kinds and abs(share - 1) > 1e-6:
+            longer = "longer" if share > 1 else "shorter"
             raise ConfigError(
-                f"reward_mix.schedule's fractions sum to {share:g}, longer than the run", "make them sum to 1 or less"
+                f"reward_mix.schedule's fractions sum to {share:g}, {longer} than the run", "make them sum to 1"
             )
-        if start > iterations:
+        if "iterations" in kinds and start != iterations:
+            longer = "longer" if start > iterations else "shorter"
             raise ConfigError(
-                f"reward_mix.schedule lasts {start} iterations, longer than the run (train.iterations={iterations})",
-                f"shorten the phases to {iterations} iterations in all, or set train.iterations={start}",
+                f"reward_mix.schedule lasts {start} iterations, {longer} than the run (train.iterations={iterations})",
+                f"make the phases {iterations} iterations in all, or set train.iterations={start}",
             )
         return MixtureSpec(phases)
 
@@ -137,7 +178,7 @@ def mix(scores: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Ten
 class MixedRewardTask:
     """A task whose reward is a mixture of its own named rewards; everything else is the wrapped task's."""
 
-    def __init__(self, task, spec: MixtureSpec, roles: dict | None = None):
+    def __init__(self, task, spec: MixtureSpec, roles: dict | None = None, reward: str | None = None):
         for hook in ("reward_function", "evaluate_rewards"):
             if not hasattr(task, hook):
                 raise ConfigError(f"task {task.name} cannot mix rewards (it has no {hook})", "unset reward_mix")
@@ -151,8 +192,15 @@ class MixedRewardTask:
         if hasattr(task, "prepare_mixture"):  # a task whose prompts depend on the rewards (tier 3: their domains)
             task.prepare_mixture({d: [roles.get(n, n) for n in names] for d, names in spec.names_by_domain.items()})
         self.components = {name: task.reward_function(roles.get(name, name)) for name in spec.names}
+        if reward is not None and roles.get(reward, reward) not in {roles.get(n, n) for n in spec.names}:
+            raise ConfigError(
+                f"task.reward={reward} is not one of reward_mix's rewards ({', '.join(spec.names)}): the run would "
+                f"train on the mixture, not on {reward}",
+                f"set task.reward to one of {', '.join(spec.names)}, or drop reward_mix",
+            )
         self.weights = spec.weights_at(0)
         self.last_reward_components: dict[str, torch.Tensor] = {}
+        self._offline: list = []  # the offline data handed out, re-scored when a schedule changes the weights
 
     def __getattr__(self, name):
         if name == "_task":  # not yet set (copy, unpickling)
@@ -160,7 +208,23 @@ class MixedRewardTask:
         return getattr(self._task, name)
 
     def begin_round(self, iteration: int) -> None:
-        self.weights = self.spec.weights_at(iteration)
+        weights = self.spec.weights_at(iteration)
+        if weights != self.weights:
+            self.weights = weights
+            for data in self._offline:
+                self._score_offline(data)
+
+    def offline_data(self, num_prompts: int, samples_per_prompt: int, generator: torch.Generator):
+        """The task's offline data scored by the mixture (with this round's weights), not by the task's reward."""
+        data = self._task.offline_data(num_prompts, samples_per_prompt, generator)
+        self._score_offline(data)
+        self._offline.append(data)
+        return data
+
+    def _score_offline(self, data) -> None:
+        components = self.last_reward_components  # this round's own samples' components stay what is logged
+        data.rewards = self.reward(data.prompts, data.completions).to(data.rewards.dtype)
+        self.last_reward_components = components
 
     def reward(self, prompts: list, completions) -> torch.Tensor:
         """The mixture's scores. By domain, each prompt is scored only by the rewards its domain weighs (a
@@ -212,12 +276,13 @@ class MixedRewardTask:
         return result
 
 
-def with_reward_mixture(task, reward_mix: dict | None, iterations: int, roles: dict | None = None):
-    """`task` itself, or with a `reward_mix` config the task wrapped to train on that mixture."""
+def with_reward_mixture(task, reward_mix, iterations: int, roles: dict | None = None, reward: str | None = None):
+    """`task` itself, or with a `reward_mix` config the task wrapped to train on that mixture. With `reward` (the
+    config's task.reward, a name or a role), a mixture that does not name it is refused."""
     if reward_mix is None:
         return task
-    if not isinstance(reward_mix, dict):
-        from omegaconf import OmegaConf
+    from omegaconf import OmegaConf
 
+    if OmegaConf.is_config(reward_mix):
         reward_mix = OmegaConf.to_container(reward_mix, resolve=True)
-    return MixedRewardTask(task, MixtureSpec.from_config(reward_mix, iterations), roles)
+    return MixedRewardTask(task, MixtureSpec.from_config(reward_mix, iterations), roles, reward)

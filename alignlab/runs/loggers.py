@@ -112,7 +112,9 @@ def reachable(host: str, port: int = 443, timeout: float = 2.0) -> bool:
 
 class WandbLogger:
     """A Weights & Biases run in RUN_DIR/wandb/. Offline by default (`wandb sync RUN_DIR/wandb/offline-run-*` uploads
-    it later). Asked to go online where the server cannot be reached, it warns and stays offline instead of hanging."""
+    it later), and then it contacts nothing: WANDB_MODE is set before wandb is imported, since wandb.init(mode=...)
+    alone still resolves its server's name. Only logger.wandb.mode=online goes online; asked to where the server
+    cannot be reached, it warns and stays offline instead of hanging."""
 
     def __init__(
         self,
@@ -127,6 +129,8 @@ class WandbLogger:
     ):
         if mode not in ("offline", "online", "disabled"):
             raise ConfigError(f"logger.wandb.mode={mode} is not a W&B mode", "use offline, online or disabled")
+        if mode != "online":  # read by wandb's import and its threads: offline, W&B resolves no server name at all
+            os.environ["WANDB_MODE"] = mode
         wandb = _require("wandb", "wandb")
         if mode == "online" and not reachable(host):
             warnings.warn(

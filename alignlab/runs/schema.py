@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
+import sys
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from alignlab.core.sampling import SamplingConfig
 from alignlab.core.train import TrainConfig
@@ -96,6 +98,8 @@ class BanditTaskConfig(TaskConfig):
 class SyntheticLMTaskConfig(TaskConfig):
     """conf/task/synthetic_llm.yaml: synthetic_llm.SyntheticLMTask."""
 
+    extra_modules: ClassVar[tuple[str, ...]] = ("transformers",)  # the `lm` extra (make setup-lm), checked first
+
     reference_seed: int = 0
     cache_dir: str | None = None
     max_new_tokens: int = 24  # >= 2
@@ -124,6 +128,8 @@ class SyntheticLMTaskConfig(TaskConfig):
 @dataclass
 class FullScaleTaskConfig(TaskConfig):
     """conf/task/full_scale*.yaml: full_scale.FullScaleTask."""
+
+    extra_modules: ClassVar[tuple[str, ...]] = ("transformers",)  # the `lm` extra (make setup-lm), checked first
 
     model: str = "smollm2"
     tokenizer: str | None = None
@@ -201,7 +207,19 @@ def objective_schema(cls: type) -> type:
             else field(default=MISSING if f.default is dataclasses.MISSING else f.default)
         )
         fields.append((f.name, hints[f.name], default))
-    return dataclasses.make_dataclass(f"{cls.__name__}Config", fields)
+    schema = dataclasses.make_dataclass(f"{cls.__name__}Config", fields)
+    schema.__module__ = __name__  # a config typed by it pickles (--experimental-rerun reads config.pickle)
+    return schema
+
+
+def __getattr__(name: str) -> type:
+    """`DPOConfig` and the other objective schemas, as module attributes, for unpickling a config typed by them."""
+    from alignlab.core import objectives
+
+    if name.endswith("Config") and name[: -len("Config")] in objectives.__all__:
+        schema = globals()[name] = objective_schema(getattr(objectives, name[: -len("Config")]))
+        return schema
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def register() -> None:
@@ -214,9 +232,8 @@ def register() -> None:
     for name, schema in TASK_SCHEMAS.items():
         store.store(group=f"{SCHEMA_GROUP}/task", name=name, node=schema)
     for name in objectives.__all__:
-        cls = getattr(objectives, name)
         if name not in ("Objective", "Targets"):
-            store.store(group=f"{SCHEMA_GROUP}/algo", name=name, node=objective_schema(cls))
+            store.store(group=f"{SCHEMA_GROUP}/algo", name=name, node=getattr(sys.modules[__name__], f"{name}Config"))
 
 
 def schema_type(schema: type | None, key: str | None) -> str | None:
@@ -243,8 +260,76 @@ def _unknown_keys(node: DictConfig, prefix: str = "") -> list[str]:
     return unknown
 
 
+LARGEST_INT = 2**63 - 1  # torch's and numpy's integers are 64-bit
+
+
+def _numbers(node, prefix: str = ""):
+    """(key, value) of every number in `node` (lists included, `hydra` left out), set where it stands: a value
+    interpolated from another key is that key's."""
+    keys = range(len(node)) if isinstance(node, ListConfig) else node.keys()
+    for key in keys:
+        if not prefix and key == "hydra":
+            continue
+        child = node._get_node(key)
+        if child is None or child._is_missing() or child._is_none() or child._is_interpolation():
+            continue
+        name = f"{prefix}[{key}]" if isinstance(node, ListConfig) else f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(child, (DictConfig, ListConfig)):
+            yield from _numbers(child, name)
+        elif isinstance(child._value(), (int, float)) and not isinstance(child._value(), bool):
+            yield name, child._value()
+
+
+def check_numbers(cfg: DictConfig) -> None:
+    """Every number of the config, whatever its key, so that a key added later is covered: a float is finite and
+    not subnormal (dividing by it overflows), an integer fits in 64 bits."""
+    for key, value in _numbers(cfg):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}={value!r} is not a finite number", f"give {key} a finite value")
+        if isinstance(value, float) and 0 < abs(value) < sys.float_info.min:
+            raise ConfigError(
+                f"{key}={value!r} is too close to 0 to compute with (below {sys.float_info.min:.3g}, where dividing "
+                "by it overflows)",
+                f"give {key} a value of magnitude {sys.float_info.min:.3g} or more",
+            )
+        if isinstance(value, int) and abs(value) > LARGEST_INT:
+            raise ConfigError(f"{key}={value} does not fit in 64 bits", f"give {key} a value below 2**63")
+
+
+def check_round_fits(cfg: DictConfig) -> None:
+    """A round of more samples than this machine's memory holds at 32 bytes a sample (the least any tier keeps of
+    one: its index, reward and log-probabilities under the policy and the reference, 8 bytes each) cannot run:
+    refused before anything is written, not after a failed allocation."""
+    sampling = cfg.sampling
+    prompts = max(sampling.prompts_per_round, sampling.offline_prompts)
+    samples = prompts * sampling.samples_per_prompt
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if samples * 32 > memory:
+        key = "sampling.prompts_per_round" if prompts == sampling.prompts_per_round else "sampling.offline_prompts"
+        raise ConfigError(
+            f"{key}={prompts} x sampling.samples_per_prompt={sampling.samples_per_prompt} = {samples} samples a "
+            f"round do not fit in this machine's {memory / 2**30:.0f} GiB of memory",
+            f"lower {key}",
+        )
+
+
+def check_root(cfg: DictConfig) -> None:
+    """The keys a job reads before its runs start: how many seeds, how many threads."""
+    if cfg.num_seeds < 1:
+        raise ConfigError(f"num_seeds={cfg.num_seeds} is below 1", "set num_seeds=1 or more")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ConfigError(f"threads={cfg.threads} is below 1", "set threads=1 or more, or threads=null")
+    cpus = os.cpu_count() or 1
+    if cfg.threads is not None and cfg.threads > cpus:
+        raise ConfigError(
+            f"threads={cfg.threads} is more than this machine's {cpus} CPUs (more threads only wait for each other)",
+            f"set threads={cpus} or fewer, or threads=null",
+        )
+
+
 def check_config(cfg: DictConfig) -> None:
-    """What composition cannot check: keys added with `+` that no schema declares, and the root's ranges."""
+    """What composition cannot check: keys added with `+` that no schema declares, numbers that are not finite or
+    do not fit, and the root's ranges."""
     unknown = [key for key in _unknown_keys(cfg) if not key.startswith("hydra.")]
     if unknown:
         key = unknown[0]
@@ -253,13 +338,9 @@ def check_config(cfg: DictConfig) -> None:
         close = difflib.get_close_matches(last, [k for k in parent.keys() if k != last], n=1)
         hint = f"did you mean {key.rsplit('.', 1)[0] + '.' if '.' in key else ''}{close[0]}? " if close else ""
         raise ConfigError(f"unknown key '{key}': nothing reads it", f"{hint}remove +{key}")
-    if cfg.num_seeds < 1:
-        raise ConfigError(f"num_seeds={cfg.num_seeds} is below 1", "set num_seeds=1 or more")
-    if cfg.threads is not None and cfg.threads < 1:
-        raise ConfigError(f"threads={cfg.threads} is below 1", "set threads=1 or more, or threads=null")
-    if cfg.threads is not None and cfg.threads > 4 * (os.cpu_count() or 1):  # torch would crash starting them
-        most = 4 * (os.cpu_count() or 1)
-        raise ConfigError(f"threads={cfg.threads} is more than 4 per CPU here", f"set threads={most} or less, or null")
+    check_numbers(cfg)
+    check_round_fits(cfg)
+    check_root(cfg)
     for key in ("seeds", "reuse_iterations", "prompt_budget", "minibatch_prompts"):
         if cfg.findings[key] < 1:
             raise ConfigError(f"findings.{key}={cfg.findings[key]} is below 1", f"set findings.{key}=1 or more")
