@@ -50,11 +50,12 @@ demo: $(VENV)/.core
 docs: $(VENV)/.lm
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
+# nbmake's cell timeout (300 s by default) is a hang guard here, sized for a machine ten times slower than idle.
 test: docs
-	$(PY) -m pytest --nbmake
+	$(PY) -m pytest --nbmake --nbmake-timeout=1800
 
 lint: $(VENV)/.lm
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) outputs multirun
+	rm -rf $(VENV) outputs multirun build/site
