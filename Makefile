@@ -1,6 +1,6 @@
 # Two commands for a newcomer on a fresh machine (see README.md):
 #   make demo   set up .venv and run the default bandit experiment (online DPO on R1); prints its figure
-#   make test   set up .venv with every extra, build the docs strictly, run the test suite and the notebooks (nbmake)
+#   make test   set up .venv as setup-lm does, build the docs strictly, run the test suite and the notebooks (nbmake)
 # Then `source .venv/bin/activate` once per shell puts alignlab's commands on the path; `make setup-lm` adds the
 # language-model extras that tiers 2 and 3 need, and JupyterLab for the notebooks.
 # Where no torch is installed, the pinned CPU build is installed first, so pip never pulls CUDA packages.
