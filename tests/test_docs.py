@@ -43,6 +43,7 @@ def test_after_make_demo_the_readme_says_how_to_run_the_next_commands():
     assert demo < README.index("source .venv/bin/activate") < first_command
     assert demo < README.index("make setup-lm") < README.index("task=synthetic_llm algo=")
     assert "jupyter lab notebooks/" in README
+    assert "source $(VENV)/bin/activate" in (REPO / "Makefile").read_text()  # make demo and setup-lm say it too
 
 
 def test_the_extras_the_readme_names_are_installed_by_make_setup_lm():
