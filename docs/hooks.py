@@ -1,9 +1,14 @@
 """MkDocs hooks (mkdocs.yml `hooks:`): the site shows the repository's own figures, the tier-1 grid table read
 from the CSV its sweep wrote, and an API reference page per module found in the packages, so that none of them
-is copied by hand into docs/ and none can drift from the code (a module added or moved gets its page)."""
+is copied by hand into docs/ and none can drift from the code (a module added or moved gets its page).
+
+A page links what lies outside docs/ as GitHub shows it, relative to the page's own file
+(`../figures/default_run.png`, `../alignlab/core/losses.py`): on the site a figure is served from its place and
+a link to a source file becomes its text. A link to nothing is left alone, so the strict build fails on it."""
 
 import ast
 import csv
+import posixpath
 import re
 from pathlib import Path
 
@@ -14,6 +19,7 @@ FIGURES = "figures"
 API_PACKAGES = ["alignlab", "bandits", "synthetic_llm", "full_scale"]
 API_NAV_TITLE = "API reference"
 GRID_MARKER = re.compile(r"<!-- grid-table: (\S+\.csv) -->")
+LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^()\s#]+)(#[^()\s]*)?\)")
 COLUMNS = [("hard", "online"), ("hard", "offline"), ("easy", "online"), ("easy", "offline")]
 HEADERS = ["R1 online", "R1 offline", "R2 online", "R2 offline"]
 
@@ -91,5 +97,24 @@ def grid_table(csv_path: Path) -> str:
     return "\n".join(lines)
 
 
+def repository_links(markdown: str, src_uri: str) -> str:
+    """Links from the page `docs/<src_uri>` to files of the repository outside docs/, made to work on the site."""
+    page_dir = posixpath.dirname(src_uri)
+
+    def rewrite(match: re.Match) -> str:
+        bang, text, target, anchor = match.groups()
+        if re.match(r"[a-z][a-z0-9+.-]*:", target):
+            return match.group(0)  # a URL
+        in_repo = posixpath.normpath(posixpath.join("docs", page_dir, target))
+        if in_repo.startswith("docs/") or in_repo.startswith("..") or not (REPO / in_repo).exists():
+            return match.group(0)
+        if in_repo.startswith(f"{FIGURES}/"):  # served by on_files as if it were docs/figures/
+            return f"{bang}[{text}]({posixpath.relpath(in_repo, page_dir or '.')}{anchor or ''})"
+        return text if not bang else match.group(0)
+
+    return LINK.sub(rewrite, markdown)
+
+
 def on_page_markdown(markdown, page, config, files):
-    return GRID_MARKER.sub(lambda m: grid_table(REPO / m.group(1)), markdown)
+    markdown = GRID_MARKER.sub(lambda m: grid_table(REPO / m.group(1)), markdown)
+    return repository_links(markdown, page.file.src_uri)

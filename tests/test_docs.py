@@ -87,3 +87,12 @@ def test_the_api_reference_has_a_page_for_the_modules_a_newcomer_reads_first():
     modules = load_hooks().api_modules()
     assert {"alignlab.core.losses", "alignlab.core.train", "bandits.task"} <= set(modules)
     assert all(not part.startswith("_") for name in modules for part in name.split("."))
+
+
+def test_links_out_of_docs_are_rewritten_for_the_site_and_a_missing_target_is_left_to_fail():
+    rewrite = load_hooks().repository_links
+    page = "![fig](../../figures/default_run.png) [losses](../../alignlab/core/losses.py) [gone](../../no/such.py)"
+    assert rewrite(page, "tiers/bandit.md") == ("![fig](../figures/default_run.png) losses [gone](../../no/such.py)")
+    assert rewrite("![fig](../figures/default_run.png)", "index.md") == "![fig](figures/default_run.png)"
+    kept = "[speed](speed.md#tier-3) [paper](https://arxiv.org/abs/2404.14367)"
+    assert rewrite(kept, "index.md") == kept
