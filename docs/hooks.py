@@ -59,8 +59,9 @@ def api_index(modules: dict[str, Path]) -> str:
 def on_config(config):
     """The nav's API entry lists the generated module pages, grouped by package."""
     groups: dict[str, list[str]] = {}
-    for name in api_modules():
-        groups.setdefault(name.rsplit(".", 1)[0] if "." in name else name, []).append(f"api/{name}.md")
+    for name, path in api_modules().items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        groups.setdefault(package, []).append(f"api/{name}.md")
     for entry in config["nav"] or []:
         if isinstance(entry, dict) and API_NAV_TITLE in entry:
             entry[API_NAV_TITLE] = ["api/index.md"] + [{group: pages} for group, pages in groups.items()]
