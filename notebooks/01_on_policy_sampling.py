@@ -18,7 +18,8 @@
 # - **R2** (`task.reward=r2`) peaks at arm 0, the reference's mode.
 #
 # *Offline* DPO learns from a fixed dataset of the reference's samples; *online* DPO samples from its current
-# policy every round. (The rewards are named `r1` / `r2` here; the README's walkthrough calls them `hard` / `easy`.)
+# policy every round. (The rewards are named `r1` / `r2` here; the findings walkthrough, docs/findings.md, calls
+# them `hard` / `easy`.)
 
 # %%
 import matplotlib.pyplot as plt
@@ -59,4 +60,4 @@ print("online minus offline, final reward:", (gap["online"] - gap["offline"]).ro
 #    (p = 0.007)? What can a loss on that dataset learn about arm 7?
 # 2. On R2 offline is as good as online. What property of the reference makes the difference?
 # 3. Change `algo=dpo` to `algo=ipo` or `algo=reinforce`: does the online/offline gap on R1 depend on the
-#    objective? (The README's tier-1 grid answers it for all 16.)
+#    objective? (The tier-1 grid in docs/tiers/bandit.md answers it for all 16.)

@@ -11,8 +11,9 @@ from hydra.core.global_hydra import GlobalHydra
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(args: list[str], cwd: Path, module: str = "alignlab", check: bool = True, timeout: int = 300):
-    """Run the real entry point in a subprocess, as a user would."""
+def run_cli(args: list[str], cwd: Path, module: str = "alignlab", check: bool = True, timeout: int = 1800):
+    """Run the real entry point in a subprocess, as a user would. The timeout only stops a hang: sized for a machine
+    ten times slower than an idle one, never a measure of speed."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="0", MPLBACKEND="Agg")
     proc = subprocess.run(
         [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
