@@ -180,6 +180,11 @@ class ContextualBanditTask:
     def make_value_model(self) -> ContextValue:
         return ContextValue(self.contexts)
 
+    @property
+    def num_arms(self) -> int:
+        """The arms a completion may be (as on the free-logit bandit): a recording's are checked against it."""
+        return self.num_actions
+
     def reward(self, prompts: list, completions: Tensor) -> Tensor:
         return self.reward_fn(prompts, completions)
 

@@ -418,3 +418,16 @@ def test_the_preference_reward_model_learns_the_hidden_rule_and_its_optimum_is_n
     model, correct = task.reward_function("preference"), task.reward_function("arithmetic")
     assert model(prompts, padded).mean() > model(prompts, right).mean() + 0.2
     assert correct(prompts, right).mean() == 1.0 and correct(prompts, padded).mean() == 0.0
+
+
+def test_alignlab_data_refuses_a_recording_with_a_round_missing_in_one_line(tmp_path, capsys):
+    from alignlab.storage import data_cli
+
+    train(BanditTask(), DPO(), SamplingConfig(), CFG, seed=0, hooks=[RunStorage(tmp_path, record_rollouts=True)])
+    data_cli.main([str(tmp_path), "--rounds", "2"])
+    assert f"{CFG.iterations * 32} samples in {CFG.iterations} rounds" in capsys.readouterr().out
+    (tmp_path / ROLLOUTS / "round-000002.parquet").unlink()
+    with pytest.raises(SystemExit) as exit:
+        data_cli.main([str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit.value.code == 2 and len(err) == 1 and "round 2 (round-000002.parquet) is missing" in err[0]
