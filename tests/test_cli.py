@@ -185,7 +185,6 @@ def test_the_configs_are_found_when_installed_from_a_wheel(tmp_path):
         (["--cfg", "job", "algo=ipo"], "name: ipo"),
         (["--cfg", "hydra"], "run_checks:"),
         (["--info"], "Defaults List"),
-        (["--info", "defaults"], "alignlab_schema/task/bandit"),
         (["--shell-completion", "install=bash"], "-F hydra_bash_completion"),
         (["--hydra-help"], "Hydra (1."),
     ],

@@ -28,7 +28,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-import alignlab.conf  # noqa: F401  (its schemas in Hydra's ConfigStore before any flag reads them: --info defaults)
 from alignlab.core.reward_mix import MixtureSpec, with_reward_mixture
 from alignlab.core.roles import resolve_reward
 from alignlab.core.sampling import SamplingConfig
