@@ -17,8 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 
-from alignlab.runs.loggers import DISTRIBUTIONS  # noqa: E402
-from alignlab.storage.rundir import METRICS  # noqa: E402
+from alignlab.storage.rundir import DISTRIBUTIONS, METRICS  # noqa: E402
 
 
 def animate_run(run_dir: Path, out: Path | None = None, max_frames: int = 60, fps: int = 10) -> Path:

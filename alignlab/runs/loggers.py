@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Protocol
 
 from alignlab.errors import ConfigError
-from alignlab.storage.rundir import atomic_write_bytes, is_main_process
+from alignlab.storage.rundir import DISTRIBUTIONS, atomic_write_bytes, is_main_process
 
 TRACK_EXTRA = "pip install 'alignlab[track]'"
 LOGGERS = ("csv", "tensorboard", "wandb")
-DISTRIBUTIONS = "distributions.csv"
 
 
 class MetricsLogger(Protocol):

@@ -27,6 +27,7 @@ from alignlab.errors import ConfigError, DataError
 
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"
+DISTRIBUTIONS = "distributions.csv"  # a bandit policy's probabilities per iteration (animations)
 CHECKPOINT = "checkpoint.pt"
 TMP_SUFFIX = ".tmp"
 CHECKSUM_SUFFIX = ".sha256"
