@@ -3,7 +3,7 @@
 A criterion is one or more parts; a part is an effect measured over seeds, a direction and a minimum size in
 the paper's terms ("online - offline final reward on hard, at least 0.2"). The verdict functions
 (alignlab/science/findings.py, findings_data.py) read their bars from here and nowhere else; the statistics
-that turn a part into holds / does not hold / inconclusive are alignlab/science/stats.py.
+that turn a part into holds / does not hold / inconclusive are alignlab/stats.py.
 
 A criterion never changes silently: `HISTORY[id]` lists every change (date, reason) and ends with the digest
 of the definition it describes. tests/test_findings.py fails when a definition's digest is not the one its

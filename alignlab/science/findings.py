@@ -3,7 +3,7 @@
 A finding names its paper, the claim in one sentence, the setting the paper measured it in (with a citation),
 the experiment (a file in conf/experiment/) that encodes that setting on any task with the roles it needs, and
 `verdict(summaries, metrics) -> Verdict`. Its criterion (effect, direction, minimum size) and the history of
-that criterion live in alignlab/science/criteria.py; the paired statistics over seeds in stats.py.
+that criterion live in alignlab/science/criteria.py; the paired statistics over seeds in alignlab/stats.py.
 `alignlab-report` runs the experiments and writes the verdicts (alignlab/science/report.py). A question the
 paper did not ask keeps its own id and `extension_of`, never the paper's name.
 
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import pandas as pd
 
+from alignlab import stats
 from alignlab.science import findings_data
 from alignlab.science.criteria import CRITERIA
 from alignlab.science.registry import FINDINGS, Finding, Verdict, judged, per_seed, register, score, select_runs
-from alignlab.science.stats import difference, ratio
 from alignlab.science.sweep import load_sweep_tables
+from alignlab.stats import difference, ratio
 
 __all__ = ["FINDINGS", "Finding", "Verdict", "iterations_to_level", "load_sweep_tables", "select_runs"]
 
@@ -220,13 +221,8 @@ register(
 
 # ---- T5: online vs offline at a matched KL budget ----------------------------------------------------------
 def frontier(metrics: pd.DataFrame, budgets=tuple(CRITERIA["T5"].params["budgets"]), by=("sampling", "seed")):
-    """Best evaluated reward with KL <= budget, over every evaluation of every run (every beta), per group of
-    `by` (rows) and budget (columns); NaN where no evaluation is within the budget."""
-    evaluated = metrics.dropna(subset=["eval/reward", "eval/kl_ref"])
-    rows = {}
-    for key, frame in evaluated.groupby(list(by)):
-        rows[key] = {b: frame.loc[frame["eval/kl_ref"] <= b, "eval/reward"].max() for b in budgets}
-    return pd.DataFrame.from_dict(rows, orient="index")
+    """T5's frontier (alignlab/stats.py, the one the figures draw) at the criterion's budgets."""
+    return stats.frontier(metrics, budgets, by)
 
 
 def verdict_kl_budget(summaries: pd.DataFrame, metrics: pd.DataFrame) -> Verdict:

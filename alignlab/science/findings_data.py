@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from alignlab.science.registry import Finding, Verdict, judged, per_seed, score
-from alignlab.science.stats import check, difference
+from alignlab.stats import check, difference
 
 MIN_GAP = 0.02  # an online - reference-data gap below this is no gap to explain
 TANG = "Tang et al. 2024, arXiv:2405.08448"

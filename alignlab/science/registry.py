@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from alignlab.science.criteria import CRITERIA, Criterion
-from alignlab.science.stats import STATUSES, Check, check, combine
+from alignlab.stats import STATUSES, Check, check, combine
 
 
 @dataclass(frozen=True)

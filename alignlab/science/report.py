@@ -33,8 +33,8 @@ from tqdm.auto import tqdm
 from alignlab.core.roles import required_roles
 from alignlab.science.criteria import CRITERIA, history_lines
 from alignlab.science.findings import FINDINGS, Finding, Verdict
-from alignlab.science.stats import combine, decide
 from alignlab.science.sweep import flatten, read_sweep
+from alignlab.stats import combine, decide
 from alignlab.storage.rundir import atomic_write_bytes, check_writable
 
 CONF = importlib.resources.files("alignlab.conf")
@@ -109,7 +109,7 @@ def expected_config(finding: Finding, task: str, overrides: list[str]):
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
-    import alignlab.runs.cli  # noqa: F401  (registers the resolvers the experiments use)
+    import alignlab.runs.schema  # noqa: F401  (registers the structured configs the defaults name)
 
     swept = set(OmegaConf.to_container(experiment_file(finding.experiment).hydra.sweeper.params))
     fixed = [f"experiment={finding.experiment}", f"task={task}", *finding.overrides, *overrides]

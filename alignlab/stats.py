@@ -1,4 +1,7 @@
-"""Paired statistics over seeds: the interval of an effect, and the verdict it gives against a criterion.
+"""Statistics over seeds, shared by the verdicts (alignlab/science/) and the figures (alignlab/plots/): the paired
+interval of an effect and the verdict it gives against a criterion, and the reward-KL frontier.
+
+It imports nothing of alignlab, so that both may import it without a circle.
 
 A finding's criterion (alignlab/science/criteria.py) names an effect, a direction and a minimum size. Its check
 receives, per seed, the settings it compares (seed s of one setting against seed s of the other) and:
@@ -154,3 +157,19 @@ def combine(statuses: list[str], rule: str = "all") -> str:
             return "holds"
         return "does not hold" if all(s == "does not hold" for s in statuses) else "inconclusive"
     raise ValueError(f"a combining rule is 'all' or 'any', not {rule!r}")
+
+
+def mean_interval(values) -> tuple[float, float, float]:
+    """(mean, low, high): the mean over seeds of `values` and its bootstrap 95% interval (as in `check`)."""
+    mean, low, high, _ = paired_interval({"x": pd.Series(values, dtype=float).reset_index(drop=True)}, lambda m: m["x"])
+    return mean, low, high
+
+
+def frontier(metrics: pd.DataFrame, budgets, by=("sampling", "seed")) -> pd.DataFrame:
+    """Best evaluated reward with KL <= budget, over every evaluation of every run in a group of `by` (every
+    beta, every iteration), per group (rows) and budget (columns); NaN where no evaluation is within it."""
+    evaluated = metrics.dropna(subset=["eval/reward", "eval/kl_ref"])
+    rows = {}
+    for key, frame in evaluated.groupby(list(by)):
+        rows[key] = {b: frame.loc[frame["eval/kl_ref"] <= b, "eval/reward"].max() for b in budgets}
+    return pd.DataFrame.from_dict(rows, orient="index")
