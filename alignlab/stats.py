@@ -128,7 +128,7 @@ def seeds_to_decide(effect: float, low: float, high: float, seeds: int, directio
     half = (high - low) / 2
     if distance <= 1e-12 or half <= 0:
         return None
-    needed = math.ceil(seeds * (half / distance) ** 2)
+    needed = math.ceil(round(seeds * (half / distance) ** 2, 9))  # round: 0.35 - 0.15 is not exactly 0.2
     return max(needed - seeds, 1)
 
 

@@ -180,7 +180,7 @@ _STATS = (
 HISTORY: dict[str, list[Change]] = {
     "T1": [
         Change(_BORN, "first stated: online - offline final reward >= 0.2 on hard and <= 0.1 on easy", ""),
-        Change(*_STATS, "ef91f4bfdd42"),
+        Change(*_STATS, "2ea9acbd0965"),
     ],
     "T2": [
         Change(_BORN, "first stated, online on hard: iterations to 90% at most 0.9x the positive-only ones", ""),
@@ -191,7 +191,7 @@ HISTORY: dict[str, list[Change]] = {
             "once from the reference (Tajwar et al.'s bandit_experiment/scripts/best_of_n.sh and ipo.sh: "
             "reward_function 5, peaked at the reference's mode, epochs=1); online on hard is kept as the extension "
             "T2-online-hard",
-            "f9b8a22f1fa9",
+            "9b41909c4686",
         ),
     ],
     "T2-online-hard": [
@@ -199,7 +199,7 @@ HISTORY: dict[str, list[Change]] = {
         Change(
             "2026-12-03",
             "kept as an extension under its own name when T2 moved to the paper's setting; statistics as T2",
-            "f9b8a22f1fa9",
+            "9b41909c4686",
         ),
     ],
     "T3": [
@@ -218,12 +218,12 @@ HISTORY: dict[str, list[Change]] = {
             "(every T >= 2 sits at the ceiling, so the check could not fail) and left DPO unscored although DPO "
             "collapses under reuse; restored to the paper's comparison against T = 1, both halves, with DPO scored "
             "beside Best-of-N, and paired intervals over seeds",
-            "85e16f19be4c",
+            "97de4b91833f",
         ),
     ],
     "T4": [
         Change(_BORN, "first stated: area under reward vs prompts seen, smallest B - largest B >= 0.05", ""),
-        Change(*_STATS, "a7a4f6d0ba45"),
+        Change(*_STATS, "33de79ad9ce9"),
     ],
     "T5": [
         Change(
@@ -236,7 +236,7 @@ HISTORY: dict[str, list[Change]] = {
             "2026-12-03",
             "one paired effect instead of a max over budgets of means (a max over noisy means has no interval): "
             "online - offline frontier averaged over the budgets every seed reaches, at least 0.05",
-            "ba5fa1c0f49d",
+            "e662d6772c66",
         ),
     ],
     "T6": [
@@ -250,20 +250,20 @@ HISTORY: dict[str, list[Change]] = {
             "2026-12-03",
             "paired intervals; the semi-online part is one-sided (semi-online not more than 0.05 below online) at "
             "the sync periods s = 4 and 16 of the sweep; every part can now fail",
-            "f61a5b2a4e4e",
+            "5d514573f1f0",
         ),
     ],
     "T5-coverage": [
         Change(_BORN, "first stated: DPO's gap left > 25% and Best-of-2's < 25%", ""),
-        Change(*_STATS, "7c5b4fe14e49"),
+        Change(*_STATS, "7386cd7fbd84"),
     ],
     "T5-quality": [
         Change(_BORN, "first stated: DPO's gap closed < 50%", ""),
-        Change(*_STATS, "f2b07c0d08a3"),
+        Change(*_STATS, "51ba745c806c"),
     ],
     "T7-curriculum": [
         Change(_BORN, "first stated: NV->V's score > V->NV's, mixed within 0.05 of the better single reward", ""),
-        Change(*_STATS, "3a3f7e1c5d07"),
+        Change(*_STATS, "f3b9a66a2bd7"),
     ],
 }
 
