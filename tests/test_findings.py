@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import json
 import math
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+import yaml
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
@@ -23,7 +26,8 @@ from alignlab.errors import ConfigError
 from alignlab.runs.cli import build, run_experiment, run_name
 from alignlab.science.criteria import CRITERIA, HISTORY, Part
 from alignlab.science.findings import FINDINGS, Verdict, iterations_to_level
-from alignlab.science.report import plan
+from alignlab.science.report import plan, verdicts_block, verdicts_markdown
+from alignlab.science.sweep import flatten, read_sweep
 from alignlab.stats import combine, decide, difference, paired_interval, seeds_to_decide
 from bandits import BanditTask
 from tests.conftest import run_cli
@@ -482,7 +486,50 @@ def test_a_verdict_has_one_of_three_statuses():
         Verdict("maybe", {}, "")
 
 
-# ---- the report ------------------------------------------------------------------------------------------
+# ---- the report reads exactly the runs of its experiment, finished and whole ------------------------------
+GOOD_CONFIG = {"algo": {"name": "dpo"}, "train": {"iterations": 3}, "seed": 0}
+GOOD_METRICS = "iteration,eval/reward\n0,0.1\n1,0.5\n"
+
+
+def fake_job(root, name: str, summary=..., metrics=GOOD_METRICS, config=None) -> None:
+    """A run directory as the CLI writes one; `summary` None leaves summary.json out (an unfinished run)."""
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("- algo=dpo\n- seed=0\n")
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config or GOOD_CONFIG))
+    (run / "metrics.csv").write_bytes(metrics if isinstance(metrics, bytes) else metrics.encode())
+    if summary is ...:
+        summary = {"reward": 0.5, "seed": 0}
+    if summary is not None:
+        (run / "summary.json").write_text(summary if isinstance(summary, str) else json.dumps(summary))
+
+
+# issue 15/19: report and plots. What alignlab-report leaves out of a verdict: a row each, the bad run's
+# files, and the words its one line must hold (it also names the run and a fix).
+REPORT_BAD_INPUT = [
+    ({"summary": None}, "unfinished (no summary.json). Fix: run alignlab-report again"),
+    ({"summary": {"seed": 0}}, "its summary.json lacks the key 'reward'. Fix: re-run it"),
+    ({"summary": '{"reward": NaN, "seed": 0}'}, "its summary.json has non-finite reward"),
+    ({"summary": "{not json"}, "its summary.json does not parse"),
+    ({"metrics": ""}, "its metrics.csv does not parse as CSV"),
+    ({"metrics": "iteration,eval/reward\n"}, "its metrics.csv has no rows"),
+    ({"metrics": bytes(range(256)) * 4}, "its metrics.csv does not parse as CSV"),
+    ({"config": {**GOOD_CONFIG, "train": {"iterations": 50}}}, "another configuration than the experiment's "
+     "(train.iterations differ). Fix: delete it"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("bad, words", REPORT_BAD_INPUT)
+def test_the_report_names_each_run_it_leaves_out_and_averages_only_the_others(tmp_path, bad, words):
+    fake_job(tmp_path, "good")
+    fake_job(tmp_path, "bad", **bad)
+    sweep = read_sweep(tmp_path, expected=lambda overrides: flatten(GOOD_CONFIG))
+    assert sweep.summaries["run"].tolist() == [str(tmp_path / "good")]
+    assert set(sweep.metrics["run"]) == {str(tmp_path / "good")}
+    (line,) = sweep.refused
+    assert line.startswith(f"{tmp_path / 'bad'}: ") and words in line and "Fix:" in line and "\n" not in line
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -490,6 +537,7 @@ def test_a_verdict_has_one_of_three_statuses():
         (["task=full_scale", "--only", "T1"], "no finding runs on task=full_scale (its reward roles: hard, verif"),
         (["--only", "T9"], "unknown finding T9"),
         (["task=full_scale", "--only", "T7-curriculum"], "no finding runs on task=full_scale (its reward roles"),
+        (["--verdicts", "nowhere"], "no saved verdicts (*.json) in nowhere"),
     ],
 )
 def test_the_report_stops_on_bad_input_before_writing(tmp_path, args, message):
@@ -499,16 +547,52 @@ def test_the_report_stops_on_bad_input_before_writing(tmp_path, args, message):
 
 
 @pytest.mark.slow
-def test_the_report_runs_judges_and_resumes(tmp_path):
+def test_the_report_runs_judges_resumes_and_refuses_what_is_not_its_experiments(tmp_path):
     args = ["--only", "T1", "--out", "rep", "train.iterations=4", "findings.seeds=2", "algo=dpo"]
     run_cli(args, tmp_path, module="alignlab.science.report")
     report = (tmp_path / "rep" / "REPORT.md").read_text()
-    assert "## T1:" in report and "Criterion:" in report and "± " in report and "T2" not in report
+    assert "## T1:" in report and "Criterion history: (1) 2026-11-26" in report and "T2" not in report
+    assert "| dpo on hard | " in report and " | 2 | at least 0.2 | " in report  # an interval over 2 seeds
+    records = json.loads((tmp_path / "rep" / "verdicts.json").read_text())
+    assert [r["finding"] for r in records] == ["T1"] and len(records[0]["checks"]) == 2
     assert (tmp_path / "rep" / "index.html").exists()
     assert (tmp_path / "rep" / "figures" / "online_vs_offline" / "reward_vs_iteration.png").exists()
     first = sorted(p.stat().st_mtime for p in (tmp_path / "rep" / "runs").rglob("metrics.csv"))
     run_cli(args, tmp_path, module="alignlab.science.report")  # resumes: every run is already done
     assert sorted(p.stat().st_mtime for p in (tmp_path / "rep" / "runs").rglob("metrics.csv")) == first
+
+    # runs made with another override in the same folder are named and left out, not averaged in
+    proc = run_cli([*args[:-3], "train.iterations=5", *args[-2:]], tmp_path, module="alignlab.science.report")
+    left_out = [line for line in proc.stderr.splitlines() if line.startswith("alignlab-report: left out")]
+    assert len(left_out) == 8 and all("(train.iterations differ)" in line for line in left_out)
+    assert "8 run(s) left out, not averaged" in (tmp_path / "rep" / "REPORT.md").read_text()
+
+    # nothing whole to judge: every summary lost its reward -> exit 1, each run named
+    for path in (tmp_path / "rep" / "runs").rglob("seed=*/summary.json"):
+        path.write_text(json.dumps({"seed": 0}))
+    proc = run_cli(args, tmp_path, module="alignlab.science.report", check=False)
+    assert proc.returncode == 1 and "no finding could be judged on any run" in proc.stderr.splitlines()[-1]
+    assert proc.stderr.count("lacks the key 'reward'") == 8
+
+
+# ---- the docs' verdict tables are generated ----------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_docs_verdict_tables_are_what_the_report_generates_from_the_saved_verdicts():
+    generated = verdicts_block(ROOT / "docs" / "verdicts")
+    assert generated in (ROOT / "docs" / "verdicts.md").read_text(), (
+        "docs/verdicts.md is stale: regenerate its block with `alignlab-report --verdicts docs/verdicts`"
+    )
+
+
+def test_the_verdict_tables_decide_again_with_todays_bars():
+    record = {"finding": "T4", "task": "bandit", "overrides": [], "extension_of": None, "status": "holds"}
+    record["checks"] = [{"part": "budget", "name": "dpo B=2 - B=32", "effect": 0.06, "low": 0.051, "high": 0.07,
+                         "seeds": 10, "more_seeds": None}]  # fmt: skip
+    assert "| T4 | **holds**, 10 seeds |" in verdicts_markdown([record])
+    record["checks"][0]["low"] = 0.04  # the interval now reaches below the bar of 0.05
+    assert "| T4 | **inconclusive**, 10 seeds |" in verdicts_markdown([record])
 
 
 def test_build_is_the_clis_instantiate():
