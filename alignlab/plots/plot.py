@@ -386,18 +386,25 @@ def plot_sweep(root: Path, out_dir: Path | None = None) -> list[Path]:
 
     # log-probs of chosen, rejected and their margin: one panel per configuration that logs them
     if all(c in data for c in LOGPS[:2]):
-        labels = [lab for lab in styles if data.loc[data["label"] == lab, LOGPS[0]].notna().any()]
-        if labels:
-            fig, axes = _axes(len(labels), False, sharey=False)
-            for ax, label in zip(axes, labels, strict=True):
+        rewards = [None]
+        if "task.reward" in data.attrs.get("varying", []):
+            rewards = _rank(data["task.reward"].unique(), "task.reward", data.attrs["order"])
+        cells = []  # (reward, label) of every configuration that logs log-probs, in the sweep's order
+        for reward in rewards:
+            mine = data if reward is None else data[data["task.reward"] == reward]
+            cells += [(reward, lab) for lab in styles if mine.loc[mine["label"] == lab, LOGPS[0]].notna().any()]
+        if cells:
+            fig, axes = _axes(len(cells), False, sharey=False)
+            for ax, (reward, label) in zip(axes, cells, strict=True):
                 part = data[data["label"] == label]
+                part = part if reward is None else part[part["task.reward"] == reward]
                 for column, ls, color in zip(LOGPS, ("-", "--", ":"), ("tab:blue", "tab:red", "tab:gray"), strict=True):
                     if column not in part:
                         continue
                     curve = part.dropna(subset=[column]).groupby("iteration")[column].mean()
                     ax.plot(curve.index, curve.to_numpy(), ls=ls, color=color, label=column[6:],
                             marker=_marker(len(curve)), ms=3)  # fmt: skip
-                ax.set_title(label, fontsize=9)
+                ax.set_title(label if reward is None else f"{label} ({readable('task.reward', reward)})", fontsize=9)
                 ax.set(xlabel="iteration", ylabel="log-prob")
             fig.suptitle(
                 "policy log-probs of each round's chosen and rejected samples, and their margin (mean over seeds)",
