@@ -343,7 +343,8 @@ def test_every_finding_names_its_papers_setting_and_extensions_say_so():
     assert "bandit_experiment/scripts/best_of_n.sh" in FINDINGS["T2"].setting
     assert experiment("negative_gradient")["task"]["reward"] == "easy"
     assert experiment("negative_gradient")["defaults"] == [{"override /sampling": "offline"}]
-    assert FINDINGS["T2-online-hard"].extension_of == "T2"
+    assert FINDINGS["T2-online-hard"].extension_of == "T2" and FINDINGS["T6-hard"].extension_of == "T6"
+    assert experiment("semi_online_verifiable")["task"]["reward"] == "verifiable"
 
 
 # ---- verdicts on constructed tables: every finding can hold, not hold, or stay undecided -------------------
@@ -471,13 +472,14 @@ def test_t5_verdict_reads_the_frontier_over_every_evaluation(online_best, status
         (0.5, 0.85, 0.9, "inconclusive"),
     ],
 )
-def test_t6_verdict_can_come_out_every_way(offline, semi, grpo, status):
+@pytest.mark.parametrize("finding", ["T6", "T6-hard"])
+def test_t6_verdict_can_come_out_every_way(finding, offline, semi, grpo, status):
     settings = {("dpo", "1"): 0.9, ("dpo", "4"): semi, ("dpo", "16"): semi, ("dpo", "null"): offline}
     settings["grpo", "1"] = grpo
     summaries = rows_of(settings, ("algo", "sampling.sync_every"))
     online = (summaries["sampling.sync_every"] == "1") & (summaries["algo"] == "dpo")
     summaries.loc[online, "reward"] += [0.02 * ((3 * s) % 5 - 2) for s in summaries.loc[online, "seed"]]
-    verdict = FINDINGS["T6"].verdict(summaries, pd.DataFrame())
+    verdict = FINDINGS[finding].verdict(summaries, pd.DataFrame())
     assert verdict.status == status
 
 

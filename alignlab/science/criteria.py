@@ -70,6 +70,17 @@ _T2 = Criterion(
     params={"level": 0.9, "pairs": [list(p) for p in NEGATIVE_PAIRS]},
 )
 
+_T6 = Criterion(
+    parts={
+        "offline": Part("online DPO (s = 1) - offline DPO final reward, seeds paired", "at least", 0.2),
+        "semi": Part("online DPO - semi-online DPO final reward at each s in `semi`, seeds paired", "at most", 0.05),
+        "grpo": Part("online GRPO - online DPO final reward, seeds paired", "within", 0.1),
+    },
+    per="",
+    combine="all",
+    params={"semi": [4, 16]},
+)
+
 CRITERIA: dict[str, Criterion] = {
     "T1": Criterion(
         parts={
@@ -114,18 +125,8 @@ CRITERIA: dict[str, Criterion] = {
         combine="all",
         params={"budgets": [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]},
     ),
-    "T6": Criterion(
-        parts={
-            "offline": Part("online DPO (s = 1) - offline DPO final reward, seeds paired", "at least", 0.2),
-            "semi": Part(
-                "online DPO - semi-online DPO final reward at each s in `semi`, seeds paired", "at most", 0.05
-            ),
-            "grpo": Part("online GRPO - online DPO final reward, seeds paired", "within", 0.1),
-        },
-        per="",
-        combine="all",
-        params={"semi": [4, 16]},
-    ),
+    "T6": _T6,
+    "T6-hard": _T6,
     "T5-coverage": Criterion(
         parts={
             "dpo": Part(
@@ -250,6 +251,21 @@ HISTORY: dict[str, list[Change]] = {
             "2026-12-03",
             "paired intervals; the semi-online part is one-sided (semi-online not more than 0.05 below online) at "
             "the sync periods s = 4 and 16 of the sweep; every part can now fail",
+            "",
+        ),
+        Change(
+            "2026-12-03",
+            "the primary test moves to the paper's setting, bars unchanged: the verifiable reward "
+            "(experiment=semi_online_verifiable; Lanchantin et al. compare the regimes on verifiable math); the hard "
+            "reward is kept as the extension T6-hard",
+            "5d514573f1f0",
+        ),
+    ],
+    "T6-hard": [
+        Change(_BORN, "stated as T6 (then the primary test, on hard)", ""),
+        Change(
+            "2026-12-03",
+            "kept as an extension under its own name when T6 moved to the verifiable reward; paired intervals as T6",
             "5d514573f1f0",
         ),
     ],

@@ -263,40 +263,60 @@ register(
 T6_KEY = "sampling.sync_every"
 
 
-def verdict_semi_online(summaries: pd.DataFrame, metrics: pd.DataFrame) -> Verdict:
-    online = per_seed(summaries, algo="dpo", **{T6_KEY: 1})
-    offline = per_seed(summaries, algo="dpo", **{T6_KEY: "null"})
-    grpo = per_seed(summaries, algo="grpo", **{T6_KEY: 1})
-    numbers = {"dpo s=1: final reward": float(online.mean()), "dpo offline: final reward": float(offline.mean())}
-    numbers["grpo s=1: final reward"] = float(grpo.mean())
-    checks = [score("T6", "offline", "online - offline DPO", {"on": online, "off": offline}, difference("on", "off"))]
-    for s in CRITERIA["T6"].params["semi"]:
-        semi = per_seed(summaries, algo="dpo", **{T6_KEY: s})
-        numbers[f"dpo s={s}: final reward"] = float(semi.mean())
-        checks.append(
-            score("T6", "semi", f"online - s={s} DPO", {"on": online, "semi": semi}, difference("on", "semi"))
-        )
-    checks.append(score("T6", "grpo", "online GRPO - DPO", {"grpo": grpo, "dpo": online}, difference("grpo", "dpo")))
-    return judged("T6", checks, numbers)
+def _semi_online(finding_id: str):
+    def verdict(summaries: pd.DataFrame, metrics: pd.DataFrame) -> Verdict:
+        online = per_seed(summaries, algo="dpo", **{T6_KEY: 1})
+        offline = per_seed(summaries, algo="dpo", **{T6_KEY: "null"})
+        grpo = per_seed(summaries, algo="grpo", **{T6_KEY: 1})
+        numbers = {"dpo s=1: final reward": float(online.mean()), "dpo offline: final reward": float(offline.mean())}
+        numbers["grpo s=1: final reward"] = float(grpo.mean())
+        pair = {"on": online, "off": offline}
+        checks = [score(finding_id, "offline", "online - offline DPO", pair, difference("on", "off"))]
+        for s in CRITERIA[finding_id].params["semi"]:
+            semi = per_seed(summaries, algo="dpo", **{T6_KEY: s})
+            numbers[f"dpo s={s}: final reward"] = float(semi.mean())
+            pair = {"on": online, "semi": semi}
+            checks.append(score(finding_id, "semi", f"online - s={s} DPO", pair, difference("on", "semi")))
+        pair = {"grpo": grpo, "dpo": online}
+        checks.append(score(finding_id, "grpo", "online GRPO - DPO", pair, difference("grpo", "dpo")))
+        return judged(finding_id, checks, numbers)
 
+    return verdict
+
+
+LANCHANTIN = "Lanchantin et al. 2025, arXiv:2506.21495"
+T6_CLAIM = (
+    "Semi-online DPO with a moderate sync period s performs about as well as online DPO and online GRPO, and far "
+    "better than offline DPO."
+)
 
 register(
     Finding(
         id="T6",
         title="Semi-online DPO is close to online, far from offline",
-        paper="Lanchantin et al. 2025, arXiv:2506.21495, Sec. 3-4 (semi-online DPO, sync period s; offline DPO, GRPO)",
-        claim=(
-            "Semi-online DPO with a moderate sync period s performs about as well as online DPO and online GRPO, "
-            "and far better than offline DPO."
-        ),
+        paper=f"{LANCHANTIN}, Sec. 3-4 (semi-online DPO, sync period s; offline DPO, GRPO)",
+        claim=T6_CLAIM,
         setting=(
             "DPO whose sampler is refreshed every s steps (s = 1 online, s = infinity offline, seed data from the "
-            "reference) against online GRPO, on a verifiable reward (Lanchantin et al. 2025, the semi-online "
-            "DPO setting and its comparison table of offline, semi-online, online DPO and GRPO); our tier-1/2 runs "
-            "use the hard role, tier 3 the verifiable arithmetic task"
+            "reference) against online GRPO, on verifiable math with a checker as the reward (the paper's "
+            "comparison of offline, semi-online and online DPO and GRPO on NuminaMath): our verifiable role, "
+            "generated arithmetic on tiers 2 and 3"
         ),
+        experiment="semi_online_verifiable",
+        verdict=_semi_online("T6"),
+    )
+)
+
+register(
+    Finding(
+        id="T6-hard",
+        title="Extension: semi-online DPO on the hard reward",
+        paper=f"{LANCHANTIN}; the paper compares the regimes on verifiable math (T6)",
+        claim="(alignlab's question, not the paper's) " + T6_CLAIM[0].lower() + T6_CLAIM[1:],
+        setting="not the paper's: the hard reward (the bandits have no verifiable one); the sweep of T6",
         experiment="semi_online_sync",
-        verdict=verdict_semi_online,
+        verdict=_semi_online("T6-hard"),
+        extension_of="T6",
     )
 )
 
