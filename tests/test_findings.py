@@ -574,7 +574,7 @@ def test_the_report_runs_judges_resumes_and_refuses_what_is_not_its_experiments(
         path.write_text(json.dumps({"seed": 0}))
     proc = run_cli(args, tmp_path, module="alignlab.science.report", check=False)
     assert proc.returncode == 1 and "no finding could be judged on any run" in proc.stderr.splitlines()[-1]
-    assert proc.stderr.count("lacks the key 'reward'") == 8
+    assert proc.stderr.count("lacks the key 'reward'") == 16  # both sweeps' runs, each named
 
 
 # ---- the docs' verdict tables are generated ----------------------------------------------------------------

@@ -4,7 +4,7 @@
     alignlab-report task=synthetic_llm      # tier 2
     alignlab-report task=bandit --only T1,T5 --out my_report train.iterations=50   # overrides go to every run
 
-    alignlab-report --verdicts docs/verdicts             # docs/verdicts.md's block from the saved verdicts
+    alignlab-report --verdicts docs/verdicts --into docs/verdicts.md   # the docs' tables from saved verdicts
 
 Per finding (alignlab/science/findings.py): the claim, its paper and the paper's setting (with a citation), the
 command that reproduces it, its figures, every scored part as an effect with its paired 95% interval over seeds,
@@ -346,6 +346,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         metavar="DIR",
         help="print the verdict tables generated from DIR/*.json (saved verdicts.json files) and exit",
     )
+    parser.add_argument(
+        "--into",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with --verdicts: replace the generated block in FILE (e.g. docs/verdicts.md) instead of printing it",
+    )
     args = parser.parse_args(argv)
     args.task = "bandit"
     rest = []
@@ -363,7 +370,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.verdicts is not None:
         if not sorted(args.verdicts.glob("*.json")):
             fail(f"no saved verdicts (*.json) in {args.verdicts}. Fix: copy a report's verdicts.json there.")
-        print(verdicts_block(args.verdicts), end="")
+        block = verdicts_block(args.verdicts)
+        if args.into is None:
+            print(block, end="")
+            return
+        text = args.into.read_text() if args.into.exists() else ""
+        if VERDICTS_BEGIN not in text or VERDICTS_END not in text:
+            fail(
+                f"{args.into} has no generated block. Fix: put the lines {VERDICTS_BEGIN!r} and {VERDICTS_END!r} in it."
+            )
+        head, rest = text.split(VERDICTS_BEGIN, 1)
+        atomic_write_bytes(args.into, (head + block + rest.split(VERDICTS_END + "\n", 1)[-1]).encode())
+        print(f"alignlab-report: {args.into}")
         return
     # Every check before anything is written.
     if args.task not in options("task"):
