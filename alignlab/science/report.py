@@ -214,6 +214,10 @@ def verdicts_markdown(records: list[dict]) -> str:
                 interval = f"{_number(c['effect'])} [{_number(c['low'])}, {_number(c['high'])}]"
                 bar_text = f"{bar.direction} {bar.size:g}" if bar else "?"
                 lines.append(f"| {fid} | {c['name']} | {interval} | {c['seeds']} | {bar_text} | {status}{more} |")
+    lines += ["", "### Criteria and their history", ""]
+    for fid in findings:
+        lines.append(f"- **{fid}**: {CRITERIA[fid].words()}")
+        lines += [f"  - {h}" for h in history_lines(fid)]
     return "\n".join(lines) + "\n"
 
 
