@@ -135,10 +135,15 @@ CRITERIA: dict[str, Criterion] = {
                 0.25,
             ),
             "best_of_n": Part("Best-of-2's gap left, the same ratio", "at most", 0.25),
+            "needs": Part(
+                "online DPO - reference-data DPO final reward, seeds paired (a gap to explain; when this part does "
+                "not hold the finding is inconclusive)",
+                "at least",
+                0.02,
+            ),
         },
         per="",
         combine="all",
-        params={"needs": "online DPO - reference-data DPO at least 0.02, else inconclusive (no gap to explain)"},
     ),
     "T5-quality": Criterion(
         parts={
@@ -146,11 +151,16 @@ CRITERIA: dict[str, Criterion] = {
                 "DPO's gap closed = (final-policy data - reference data) / (online - reference data), means over seeds",
                 "at most",
                 0.5,
-            )
+            ),
+            "needs": Part(
+                "online DPO - reference-data DPO final reward, seeds paired (a gap to explain; when this part does "
+                "not hold the finding is inconclusive)",
+                "at least",
+                0.02,
+            ),
         },
         per="",
         combine="all",
-        params={"needs": "online DPO - reference-data DPO at least 0.02, else inconclusive (no gap to explain)"},
     ),
     "T7-curriculum": Criterion(
         parts={
@@ -271,11 +281,23 @@ HISTORY: dict[str, list[Change]] = {
     ],
     "T5-coverage": [
         Change(_BORN, "first stated: DPO's gap left > 25% and Best-of-2's < 25%", ""),
-        Change(*_STATS, "7386cd7fbd84"),
+        Change(*_STATS, ""),
+        Change(
+            "2026-12-03",
+            "the prerequisite 'online DPO beats reference-data DPO by 0.02' (else inconclusive: no gap to explain) "
+            "is a scored part with its interval, 'needs', instead of a comparison of means",
+            "846718256f28",
+        ),
     ],
     "T5-quality": [
         Change(_BORN, "first stated: DPO's gap closed < 50%", ""),
-        Change(*_STATS, "51ba745c806c"),
+        Change(*_STATS, ""),
+        Change(
+            "2026-12-03",
+            "the prerequisite 'online DPO beats reference-data DPO by 0.02' (else inconclusive: no gap to explain) "
+            "is a scored part with its interval, 'needs', instead of a comparison of means",
+            "f46a3676c369",
+        ),
     ],
     "T7-curriculum": [
         Change(_BORN, "first stated: NV->V's score > V->NV's, mixed within 0.05 of the better single reward", ""),

@@ -11,23 +11,21 @@ import numpy as np
 import pandas as pd
 
 from alignlab.science.registry import Finding, Verdict, judged, per_seed, score
-from alignlab.stats import check, difference
+from alignlab.stats import difference
 
-MIN_GAP = 0.02  # an online - reference-data gap below this is no gap to explain
 TANG = "Tang et al. 2024, arXiv:2405.08448"
 LANCHANTIN = "Lanchantin et al. 2025, arXiv:2506.21495"
 
 
-def _no_gap(summaries: pd.DataFrame, numbers: dict, checks: list) -> Verdict | None:
-    """Inconclusive unless online DPO beats reference-data DPO by MIN_GAP (its interval clear of the bar)."""
+def _with_gap(finding_id: str, summaries: pd.DataFrame, numbers: dict, checks: list, note: str = "") -> Verdict:
+    """The verdict of `checks` when online DPO beats reference-data DPO (the part 'needs'); inconclusive when it
+    does not: there is then no gap for the data to explain."""
     sides = {d: per_seed(summaries, algo="dpo", data=d) for d in ("online", "reference")}
-    gap = check(
-        "online - reference-data DPO", sides, difference("online", "reference"), direction="at least", size=MIN_GAP
-    )
-    if gap.status == "holds":
-        return None
-    text = f"online DPO does not beat offline DPO by {MIN_GAP} ({gap.interval()}): no gap to close"
-    return Verdict("inconclusive", numbers, text, tuple([gap, *checks]))
+    gap = score(finding_id, "needs", "online - reference-data DPO", sides, difference("online", "reference"))
+    if gap.status != "holds":
+        text = f"online DPO does not beat offline DPO by {gap.size:g} ({gap.interval()}): no gap to close"
+        return Verdict("inconclusive", numbers, text, tuple([gap, *checks]))
+    return judged(finding_id, [*checks, gap], numbers, per_key=lambda c: c.part, note=note)
 
 
 def _gap_left(on: str, shuffled: str, reference: str):
@@ -41,7 +39,7 @@ def data_coverage(summaries: pd.DataFrame, metrics: pd.DataFrame) -> Verdict:
         numbers.update({f"{algo}/{d}": float(v.mean()) for d, v in sides.items()})
         name = f"{algo}: gap left"
         checks.append(score("T5-coverage", algo, name, sides, _gap_left("online", "shuffled_online", "reference")))
-    return _no_gap(summaries, numbers, checks) or judged("T5-coverage", checks, numbers, per_key=lambda c: c.part)
+    return _with_gap("T5-coverage", summaries, numbers, checks)
 
 
 def data_quality(summaries: pd.DataFrame, metrics: pd.DataFrame) -> Verdict:
@@ -65,7 +63,7 @@ def data_quality(summaries: pd.DataFrame, metrics: pd.DataFrame) -> Verdict:
         f"pairs skipped as ties {numbers.get('final_policy/skipped_pairs', float('nan')):.0%} (reference data "
         f"{numbers.get('reference/skipped_pairs', float('nan')):.0%})"
     )
-    return _no_gap(summaries, numbers, [closed]) or judged("T5-quality", [closed], numbers, note=note)
+    return _with_gap("T5-quality", summaries, numbers, [closed], note)
 
 
 MIXES = ("verifiable", "nonverifiable", "nv_then_v", "v_then_nv", "mixed")

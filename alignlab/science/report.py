@@ -176,6 +176,8 @@ def redecide(rec: dict) -> tuple[str, list[tuple[dict, str]]]:
         decided.append((c, status))
     if not decided:
         return rec["status"], decided
+    if any(c["part"] == "needs" and status != "holds" for c, status in decided):
+        return "inconclusive", decided  # no gap for the finding to explain (criteria.py, part 'needs')
     return combine([s for _, s in decided], criterion.combine), decided
 
 
