@@ -346,6 +346,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("report"), help="report directory (default: report/)")
     parser.add_argument("--only", default=None, help="comma-separated finding ids, e.g. T1,T5 (default: all)")
     parser.add_argument(
+        "--judge-only",
+        action="store_true",
+        help="launch no run: judge the runs already in OUT/runs/ (a sweep still running elsewhere, or cut short)",
+    )
+    parser.add_argument(
         "--verdicts",
         type=Path,
         default=None,
@@ -417,7 +422,7 @@ def main(argv: list[str] | None = None) -> None:
         bar.resumed = 0
         for finding in runnable:
             bar.set_postfix_str(f"{finding.id} {finding.experiment}")
-            error = run_finding(finding, args.task, runs, args.overrides, bar)
+            error = None if args.judge_only else run_finding(finding, args.task, runs, args.overrides, bar)
             sweep = runs / finding.experiment
             expected = expected_config(finding, args.task, args.overrides)
             verdict, refused = (
