@@ -254,9 +254,12 @@ def write_report(
     seconds: float,
     resumed: int = 0,
     total: int = 0,
+    judge_only: bool = False,
 ):
     md = [f"# Findings report: task={task}", ""]
     again = f" ({resumed} of {total} jobs were already done: resumed)" if resumed else ""
+    if judge_only:
+        again = " with --judge-only (no run launched: a sweep may be incomplete; each part says its seeds)"
     md.append(
         f"Made by `alignlab-report task={task}` in {seconds:.0f} s{again}. Each verdict is computed from the runs "
         "below by the stated criterion: every part is an effect over seeds with its paired bootstrap 95% interval "
@@ -443,7 +446,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         resumed = bar.resumed
     seconds = time.perf_counter() - started
-    write_report(out, args.task, results, skipped, seconds, resumed, total)
+    write_report(out, args.task, results, skipped, seconds, resumed, total, args.judge_only)
     for r in results:
         print(f"{r['finding'].id} {r['verdict'].status}: {r['verdict'].text}")
         for line in r["refused"]:
