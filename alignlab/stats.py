@@ -57,7 +57,8 @@ class Check:
         """'name: effect [low, high] (n seeds) vs at least SIZE: status'."""
         more = ""
         if self.status == "inconclusive":
-            more = f"; about {self.more_seeds} more seeds would decide it" if self.more_seeds else "; at the bar"
+            count = f"{self.more_seeds} more seed" + "s" * (self.more_seeds != 1) if self.more_seeds else ""
+            more = f"; about {count} would decide it" if self.more_seeds else "; at the bar"
         bar = f"{self.direction} {self.size:g}"
         return f"{self.name}: {self.interval()} ({self.seeds} seeds) vs {bar}: {self.status}{more}"
 

@@ -146,7 +146,7 @@ def shade(color, rank: int, count: int):
 
 def readable(key: str, value: str) -> str:
     name = KEY_NAMES.get(key, key.split(".")[-1])
-    value = "offline (never)" if key == "sampling.sync_every" and value == "null" else value.replace("_", " ")
+    value = "∞" if key == "sampling.sync_every" and value == "null" else value.replace("_", " ")
     return f"{name}: {value}" if key in ("data", "mix") else f"{name}={value}"
 
 
@@ -227,7 +227,7 @@ def _rank(values, key: str, order: dict[str, list[str]]) -> list:
 
 def _styles(data: pd.DataFrame) -> dict[str, dict]:
     """label -> colour (the algorithm's, shaded by the other swept settings), line style (the regime), marker,
-    and its place in the legend (the sweep's order: algorithm, then regime, then the other settings)."""
+    and its place in the legend (the sweep's order: algorithm, then the other settings, then the regime)."""
     order = data.attrs.get("order", {})
     algos = _rank(data["algo"].unique(), "algo", order)
     firsts = data.groupby("label")[["algo", "regime", "extra"]].first()
@@ -239,7 +239,7 @@ def _styles(data: pd.DataFrame) -> dict[str, dict]:
             "color": shade(algo_color(row.algo), rank, len(extras)),
             "ls": REGIME_STYLES[row.regime],
             "marker": MARKERS[rank % len(MARKERS)],
-            "key": (algos.index(row.algo), list(REGIME_STYLES).index(row.regime), _extra_rank(row.extra, data)),
+            "key": (algos.index(row.algo), _extra_rank(row.extra, data), list(REGIME_STYLES).index(row.regime)),
         }
     return dict(sorted(styles.items(), key=lambda item: item[1]["key"]))
 

@@ -181,6 +181,10 @@ def redecide(rec: dict) -> tuple[str, list[tuple[dict, str]]]:
     return combine([s for _, s in decided], criterion.combine), decided
 
 
+def seed_count(count: int) -> str:
+    return f"{count} seed" + "s" * (count != 1)
+
+
 def _number(x) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
@@ -212,7 +216,9 @@ def verdicts_markdown(records: list[dict]) -> str:
                 continue
             for c, status in redecide(rec)[1]:
                 bar = CRITERIA[fid].parts.get(c["part"])
-                more = f" (~{c['more_seeds']} more seeds)" if status == "inconclusive" and c.get("more_seeds") else ""
+                more = ""
+                if status == "inconclusive" and c.get("more_seeds"):
+                    more = f" (~{seed_count(c['more_seeds'])} more)"
                 interval = f"{_number(c['effect'])} [{_number(c['low'])}, {_number(c['high'])}]"
                 bar_text = f"{bar.direction} {bar.size:g}" if bar else "?"
                 lines.append(f"| {fid} | {c['name']} | {interval} | {c['seeds']} | {bar_text} | {status}{more} |")
@@ -237,7 +243,9 @@ def verdicts_block(directory: Path) -> str:
 def check_rows(verdict: Verdict) -> list[tuple[str, ...]]:
     rows = []
     for c in verdict.checks:
-        more = f"; ~{c.more_seeds} more seeds would decide it" if c.status == "inconclusive" and c.more_seeds else ""
+        more = ""
+        if c.status == "inconclusive" and c.more_seeds:
+            more = f"; ~{seed_count(c.more_seeds)} more would decide it"
         rows.append((c.name, c.interval(), str(c.seeds), f"{c.direction} {c.size:g}", c.status + more))
     return rows
 
