@@ -109,9 +109,10 @@ def natural_key(text: str) -> list:
 
 
 # ---- one look for every figure: a colour per algorithm, a line style per regime, readable labels ------------
-ALGOS = (  # fixed order: an algorithm keeps its colour in every figure of every report
-    "sft", "best_of_n", "best_of_n_neg_worst", "best_of_n_neg_worse", "raft", "rest", "rwr", "superhf",
-    "reinforce", "rloo", "grpo", "ppo", "dpo", "ipo", "kto", "cpo",
+ALGOS = (  # an algorithm keeps its colour in every figure of every report; the ten that the findings plot
+    # together take tab10's ten distinct hues, the other six Dark2's
+    "dpo", "ipo", "best_of_n", "reinforce", "ppo", "grpo", "sft", "best_of_n_neg_worst", "best_of_n_neg_worse",
+    "kto", "raft", "rest", "rwr", "superhf", "rloo", "cpo",
 )  # fmt: skip
 ALGO_NAMES = {
     "sft": "SFT", "best_of_n": "Best-of-N", "best_of_n_neg_worst": "Best-of-N + worst",
@@ -130,9 +131,8 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def algo_color(algo: str):
-    palette = sns.color_palette("tab20", 20)
-    index = ALGOS.index(algo) if algo in ALGOS else len(ALGOS) + hash(algo) % 4
-    return palette[index]
+    palette = sns.color_palette("tab10", 10) + sns.color_palette("Dark2", 8)
+    return palette[ALGOS.index(algo) if algo in ALGOS else len(ALGOS) + sum(map(ord, algo)) % 2]
 
 
 def shade(color, rank: int, count: int):
