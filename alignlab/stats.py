@@ -49,6 +49,7 @@ class Check:
     status: str
     more_seeds: int | None = None  # inconclusive only: seeds to add that would likely decide it; None: none would
     part: str = ""  # the criterion's part this scores (alignlab/science/criteria.py)
+    undecidable: bool = False  # the data cannot speak to the bar (e.g. both sides censored): inconclusive
 
     def interval(self, digits: int = 3) -> str:
         return f"{self.effect:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"

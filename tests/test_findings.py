@@ -26,7 +26,7 @@ from alignlab.errors import ConfigError
 from alignlab.runs.cli import build, run_experiment, run_name
 from alignlab.science.criteria import CRITERIA, HISTORY, Part
 from alignlab.science.findings import FINDINGS, Verdict, iterations_to_level
-from alignlab.science.report import plan, verdicts_block, verdicts_markdown
+from alignlab.science.report import plan, record, verdicts_block, verdicts_markdown
 from alignlab.science.sweep import flatten, read_sweep
 from alignlab.stats import combine, decide, difference, paired_interval, seeds_to_decide
 from bandits import BanditTask
@@ -481,6 +481,18 @@ def test_t6_verdict_can_come_out_every_way(finding, offline, semi, grpo, status)
     summaries.loc[online, "reward"] += [0.02 * ((3 * s) % 5 - 2) for s in summaries.loc[online, "seed"]]
     verdict = FINDINGS[finding].verdict(summaries, pd.DataFrame())
     assert verdict.status == status
+
+
+def test_t2_is_inconclusive_where_neither_objective_reaches_the_level():
+    rows = []
+    for algo in ("best_of_n", "sft", "best_of_n_neg_worst", "best_of_n_neg_worse", "dpo"):
+        rows += curves(algo, 0.01)  # reward 0.4 at iteration 40: nobody reaches 90% of the way to 1
+    metrics = pd.DataFrame(rows)
+    verdict = FINDINGS["T2"].verdict(
+        metrics[metrics.iteration == 40].rename(columns={"eval/reward": "reward"}), metrics
+    )
+    assert verdict.status == "inconclusive" and all(c.undecidable for c in verdict.checks)
+    assert "inconclusive" in verdicts_markdown([record(FINDINGS["T2"], verdict, "bandit", [])]).split("\n")[2]
 
 
 def test_a_verdict_has_one_of_three_statuses():

@@ -15,6 +15,8 @@ The two tables a verdict reads (alignlab/science/sweep.py, `load_sweep_tables`):
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 
 from alignlab import stats
@@ -81,13 +83,19 @@ def _negative_gradient(finding_id: str):
         criterion = CRITERIA[finding_id]
         runs = metrics.groupby("run")[["algo", "seed"]].first()
         runs["iterations"] = iterations_to_level(metrics, criterion.params["level"])
+        runs["censored"] = runs["iterations"] > metrics.groupby("run")["iteration"].max()  # never reached it
         speed = {a: g.set_index(g["seed"].astype(int))["iterations"] for a, g in runs.groupby("algo")}
+        never = {a: bool(g["censored"].all()) for a, g in runs.groupby("algo")}
         numbers = {f"{a}: iterations to the level (mean)": float(s.mean()) for a, s in speed.items()}
         checks = []
         for negative, positive in criterion.params["pairs"]:
             if negative in speed and positive in speed:
                 sides = {negative: speed[negative], positive: speed[positive]}
-                checks.append(score(finding_id, "speed", f"{negative} / {positive}", sides, ratio(negative, positive)))
+                part = score(finding_id, "speed", f"{negative} / {positive}", sides, ratio(negative, positive))
+                if never[negative] and never[positive]:  # both censored at the run's length: no speed to compare
+                    part = dataclasses.replace(part, name=part.name + " (neither reaches the level)",
+                                               status="inconclusive", more_seeds=None, undecidable=True)  # fmt: skip
+                checks.append(part)
         dpo = metrics[metrics["algo"].astype(str) == "dpo"]
         if {"logps/chosen", "logps/rejected", "logps/margin"} <= set(dpo.columns) and not dpo.empty:
             for column in ("logps/chosen", "logps/rejected", "logps/margin"):

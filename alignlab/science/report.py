@@ -159,7 +159,7 @@ def record(finding: Finding, verdict: Verdict, task: str, overrides: list[str]) 
         "extension_of": finding.extension_of,
         "status": verdict.status,
         "checks": [
-            {k: getattr(c, k) for k in ("part", "name", "effect", "low", "high", "seeds", "more_seeds")}
+            {k: getattr(c, k) for k in ("part", "name", "effect", "low", "high", "seeds", "more_seeds", "undecidable")}
             for c in verdict.checks
         ],
     }
@@ -172,7 +172,11 @@ def redecide(rec: dict) -> tuple[str, list[tuple[dict, str]]]:
     decided = []
     for c in rec["checks"]:
         bar = criterion.parts.get(c["part"])
-        status = "inconclusive" if bar is None else decide(c["effect"], c["low"], c["high"], bar.direction, bar.size)
+        status = (
+            "inconclusive"
+            if bar is None or c.get("undecidable")
+            else decide(c["effect"], c["low"], c["high"], bar.direction, bar.size)
+        )
         decided.append((c, status))
     if not decided:
         return rec["status"], decided
