@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Regenerates the tier-1 figures of README.md from the code as it is: the default run, then the findings
-# report on the bandit (alignlab-report, every finding's sweep; a few minutes on 2 idle cores), whose
-# figures and REPORT.md are copied here.
+# Regenerates figures/ from the code as it is: the default run, the paper's 100-arm bandit, then the findings
+# report on the bandit (alignlab-report: every finding's sweep, 10 seeds; about 10 minutes on 2 idle cores),
+# whose figures are copied here and whose verdicts become docs/verdicts/bandit.json and docs/verdicts.md's
+# tables.
 #   bash figures/make_figures.sh            # keeps the report's runs in report/ (re-running resumes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ALIGNLAB=${ALIGNLAB:-.venv/bin/alignlab}
+PLOT=${PLOT:-.venv/bin/alignlab-plot}
 REPORT=${REPORT:-.venv/bin/alignlab-report}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -24,8 +26,11 @@ $REPORT task=bandit --out report
 for dir in report/figures/*/; do
   experiment=$(basename "$dir")
   for f in reward_vs_iteration reward_vs_kl logps; do
-    [ -f "$dir/$f.png" ] && cp "$dir/$f.png" "figures/${experiment}_$f.png"
+    if [ -f "$dir/$f.png" ]; then cp "$dir/$f.png" "figures/${experiment}_$f.png"; fi
   done
   cp "$dir/final.csv" "figures/${experiment}_final.csv"
 done
-echo "figures written to figures/"
+mkdir -p docs/verdicts
+cp report/verdicts.json docs/verdicts/bandit.json
+$REPORT --verdicts docs/verdicts --into docs/verdicts.md
+echo "figures written to figures/, verdicts to docs/verdicts.md"

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
+import json
 import math
+import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+import yaml
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
@@ -19,8 +24,11 @@ from alignlab.core.train import TrainConfig, train
 from alignlab.core.types import Rollout
 from alignlab.errors import ConfigError
 from alignlab.runs.cli import build, run_experiment, run_name
+from alignlab.science.criteria import CRITERIA, HISTORY, Part
 from alignlab.science.findings import FINDINGS, Verdict, iterations_to_level
-from alignlab.science.report import plan
+from alignlab.science.report import plan, record, verdicts_block, verdicts_markdown
+from alignlab.science.sweep import flatten, read_sweep
+from alignlab.stats import combine, decide, difference, paired_interval, seeds_to_decide
 from bandits import BanditTask
 from tests.conftest import run_cli
 
@@ -248,27 +256,128 @@ def test_a_sweep_with_many_overrides_does_not_fail_on_its_directory_name(tmp_pat
     assert proc.returncode == 0 and len(list((tmp_path / "s").rglob("summary.json"))) == 1
 
 
-# ---- verdicts on constructed tables ------------------------------------------------------------------------
-def summaries_t1(hard_gap: float, easy_gap: float) -> pd.DataFrame:
-    rows = []
-    for algo in ("dpo", "ipo"):
-        for seed in range(3):
-            for reward, gap in (("hard", hard_gap), ("easy", easy_gap)):
-                rows.append({"algo": algo, "task.reward": reward, "sampling": "offline", "seed": seed, "reward": 0.1})
-                rows.append(
-                    {"algo": algo, "task.reward": reward, "sampling": "online", "seed": seed, "reward": 0.1 + gap}
-                )
-    return pd.DataFrame(rows)
+# ---- statistics over seeds --------------------------------------------------------------------------------
+def test_a_paired_interval_is_seeded_and_pairs_by_seed():
+    a = pd.Series([1.0, 1.2, 0.9, 1.1, 1.0], index=[0, 1, 2, 3, 4])
+    b = pd.Series([0.5, 0.6, 0.7, 0.4, 0.5, 9.0], index=[0, 1, 2, 3, 4, 5])  # seed 5 has no partner: left out
+    first = paired_interval({"a": a, "b": b}, difference("a", "b"))
+    assert first == paired_interval({"a": a, "b": b}, difference("a", "b"))  # same data, same interval
+    effect, low, high, seeds = first
+    assert seeds == 5 and effect == pytest.approx(0.5) and low < effect < high
+    shifted = paired_interval({"a": a + 0.3, "b": b + 0.3}, difference("a", "b"))  # a shared seed effect cancels
+    assert shifted[1:] == pytest.approx(first[1:])
+    assert (
+        paired_interval({"a": a}, lambda m: m["a"])[3] == 5 and paired_interval({"a": a[:0]}, lambda m: m["a"])[3] == 0
+    )
 
 
 @pytest.mark.parametrize(
-    "hard_gap, easy_gap, status", [(0.5, 0.0, "holds"), (0.1, 0.0, "does not hold"), (0.5, 0.3, "does not hold")]
+    "direction, size, low, high, status",
+    [
+        ("at least", 0.2, 0.3, 0.6, "holds"),
+        ("at least", 0.2, 0.0, 0.1, "does not hold"),
+        ("at least", 0.2, 0.1, 0.4, "inconclusive"),
+        ("at most", 0.1, -0.1, 0.05, "holds"),
+        ("at most", 0.1, 0.15, 0.3, "does not hold"),
+        ("within", 0.1, -0.05, 0.08, "holds"),
+        ("within", 0.1, 0.12, 0.3, "does not hold"),
+        ("within", 0.1, -0.2, 0.05, "inconclusive"),
+    ],
+)
+def test_a_part_decides_by_where_its_interval_lies(direction, size, low, high, status):
+    assert decide((low + high) / 2, low, high, direction, size) == status
+
+
+def test_an_inconclusive_part_says_how_many_seeds_would_decide_it():
+    # half-width 0.1 at 4 seeds, 0.05 from the bar: (0.1 / 0.05)^2 x 4 = 16 seeds, 12 more
+    assert seeds_to_decide(0.25, 0.15, 0.35, 4, "at least", 0.2) == 12
+    assert seeds_to_decide(0.2, 0.1, 0.3, 4, "at least", 0.2) is None  # on the bar: no number of seeds decides it
+
+
+@pytest.mark.parametrize(
+    "statuses, rule, status",
+    [
+        (["holds", "holds"], "all", "holds"),
+        (["holds", "does not hold"], "all", "does not hold"),
+        (["holds", "inconclusive"], "all", "inconclusive"),
+        (["does not hold", "inconclusive"], "any", "inconclusive"),
+        (["does not hold", "holds"], "any", "holds"),
+    ],
+)
+def test_parts_combine_by_the_stated_rule(statuses, rule, status):
+    assert combine(statuses, rule) == status
+
+
+# ---- criteria and their history ----------------------------------------------------------------------------
+def test_every_criterion_has_a_history_that_ends_at_its_definition():
+    assert set(CRITERIA) == set(FINDINGS)
+    for name, criterion in CRITERIA.items():
+        changes = HISTORY[name]
+        assert changes and all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", c.date) and len(c.reason) > 20 for c in changes)
+        assert [c.date for c in changes] == sorted(c.date for c in changes), name
+        assert changes[-1].digest == criterion.digest(), (
+            f"{name}'s criterion changed without a history entry: add a Change (date, reason) to HISTORY['{name}'] "
+            f"in alignlab/science/criteria.py with digest {criterion.digest()!r}"
+        )
+
+
+def test_a_changed_bar_changes_the_digest():
+    criterion = CRITERIA["T1"]
+    moved = dataclasses.replace(criterion, parts={**criterion.parts, "hard": Part("x", "at least", 0.19)})
+    assert moved.digest() != criterion.digest()
+
+
+def test_t3_is_the_papers_comparison_against_t_equal_1_with_both_halves():
+    parts = CRITERIA["T3"].parts
+    assert set(parts) == {"ppo", "best_of_n", "dpo"} and all("T = 1" in p.effect for p in parts.values())
+    last = HISTORY["T3"][-1]
+    assert last.date == "2026-12-03" and "undone" in last.reason and "after seeing the data" in last.reason
+
+
+def test_every_finding_names_its_papers_setting_and_extensions_say_so():
+    for finding in FINDINGS.values():
+        assert "arXiv:" in finding.paper and finding.setting and finding.claim
+        assert (CONF / "experiment" / f"{finding.experiment}.yaml").is_file()
+        if finding.extension_of:
+            assert finding.extension_of in FINDINGS and "not the paper" in finding.setting
+    assert "bandit_experiment/scripts/best_of_n.sh" in FINDINGS["T2"].setting
+    assert experiment("negative_gradient")["task"]["reward"] == "easy"
+    assert experiment("negative_gradient")["defaults"] == [{"override /sampling": "offline"}]
+    assert FINDINGS["T2-online-hard"].extension_of == "T2" and FINDINGS["T6-hard"].extension_of == "T6"
+    assert experiment("semi_online_verifiable")["task"]["reward"] == "verifiable"
+
+
+# ---- verdicts on constructed tables: every finding can hold, not hold, or stay undecided -------------------
+SEEDS = range(10)
+NOISE = [0.01 * ((7 * s) % 5 - 2) for s in SEEDS]  # -0.02 .. 0.02, fixed
+
+
+def rows_of(settings: dict[tuple, float], keys: tuple[str, ...], noise=NOISE, column="reward") -> pd.DataFrame:
+    """One row per setting and seed: the setting's value plus a fixed per-seed noise."""
+    return pd.DataFrame(
+        [dict(zip(keys, setting, strict=True)) | {"seed": s, column: v + noise[s]} for setting, v in settings.items()
+         for s in SEEDS]
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "hard_gap, easy_gap, status",
+    [(0.5, 0.0, "holds"), (0.1, 0.0, "does not hold"), (0.5, 0.3, "does not hold"), (0.2, 0.0, "inconclusive")],
 )
 def test_t1_verdict(hard_gap, easy_gap, status):
-    verdict = FINDINGS["T1"].verdict(summaries_t1(hard_gap, easy_gap), pd.DataFrame())
-    assert verdict.status == status
-    assert verdict.numbers["dpo: online - offline on hard mean"] == pytest.approx(hard_gap)
-    assert verdict.numbers["dpo: online - offline on hard sd"] == pytest.approx(0.0, abs=1e-12)
+    settings = {}
+    for algo in ("dpo", "ipo"):
+        for reward, gap in (("hard", hard_gap), ("easy", easy_gap)):
+            settings[algo, reward, "offline"] = 0.1
+            settings[algo, reward, "online"] = 0.1 + gap
+    noise = {k: v for k, v in enumerate(NOISE)}
+    summaries = rows_of(settings, ("algo", "task.reward", "sampling"))
+    online = summaries["sampling"] == "online"
+    summaries.loc[online, "reward"] += summaries.loc[online, "seed"].map(noise)  # the gap varies over seeds
+    verdict = FINDINGS["T1"].verdict(summaries, pd.DataFrame())
+    assert verdict.status == status and set(verdict.per) == {"dpo", "ipo"}
+    hard = next(c for c in verdict.checks if c.name == "dpo on hard")
+    assert hard.effect == pytest.approx(hard_gap) and hard.seeds == 10 and hard.low < hard_gap < hard.high
 
 
 def test_iterations_to_level_counts_the_first_evaluation_past_the_level_or_the_length_plus_one():
@@ -283,61 +392,158 @@ def test_iterations_to_level_counts_the_first_evaluation_past_the_level_or_the_l
     assert hits["a"] == 2 and hits["b"] == 4
 
 
-def curves(algo: str, sampling: str, speed: float, seeds=(0, 1)) -> list[dict]:
+def curves(algo: str, speed: float, wobble: float = 0.0) -> list[dict]:
+    """Reward curves min(1, speed x i) of one algorithm over the seeds, the speed varied per seed by `wobble`."""
     return [
-        {"run": f"{algo}-{sampling}-{s}", "algo": algo, "sampling": sampling, "seed": s, "iteration": i}
-        | {"eval/reward": min(1.0, speed * i)}
-        for s in seeds
-        for i in range(0, 21)
+        {"run": f"{algo}-{s}", "algo": algo, "sampling": "offline", "seed": s, "iteration": i}
+        | {"eval/reward": min(1.0, speed * (1 + wobble * ((2 * s) % 5 - 2)) * i)}
+        for s in SEEDS
+        for i in range(0, 41)
     ]
 
 
-@pytest.mark.parametrize("negative_speed, status", [(0.2, "holds"), (0.05, "does not hold")])
-def test_t2_verdict(negative_speed, status):
+@pytest.mark.parametrize("finding", ["T2", "T2-online-hard"])
+@pytest.mark.parametrize("negative_speed, status", [(0.2, "holds"), (0.05, "does not hold"), (0.11, "inconclusive")])
+def test_t2_verdict(finding, negative_speed, status):
     rows = []
     for algo in ("best_of_n", "sft"):
-        rows += curves(algo, "online", 0.1)
+        rows += curves(algo, 0.1)
     for algo in ("best_of_n_neg_worst", "best_of_n_neg_worse", "dpo"):
-        rows += curves(algo, "online", negative_speed)
+        rows += curves(algo, negative_speed, wobble=0.1)
     metrics = pd.DataFrame(rows)
-    summaries = metrics[metrics.iteration == 20].rename(columns={"eval/reward": "reward"})
-    verdict = FINDINGS["T2"].verdict(summaries, metrics)
-    assert verdict.status == status
+    summaries = metrics[metrics.iteration == 40].rename(columns={"eval/reward": "reward"})
+    verdict = FINDINGS[finding].verdict(summaries, metrics)
+    assert verdict.status == status and len(verdict.per) == 3
 
 
 @pytest.mark.parametrize(
-    "ppo_high, bon_high, status",
-    [(0.99, 0.5, "holds"), (0.5, 0.99, "does not hold"), (0.99, 0.99, "inconclusive")],
+    "ppo_high, bon_high, dpo_high, status",
+    [
+        (0.99, 0.5, 0.5, "holds"),
+        (0.5, 0.5, 0.5, "does not hold"),  # reuse costs PPO
+        (0.99, 0.99, 0.5, "does not hold"),  # Best-of-N does not overfit
+        (0.99, 0.5, 0.99, "does not hold"),  # DPO does not: scored, not only reported
+        (0.99, 0.5, 0.9, "inconclusive"),
+    ],
 )
-def test_t3_verdict(ppo_high, bon_high, status):
+def test_t3_verdict(ppo_high, bon_high, dpo_high, status):
+    settings = {}
+    for algo, high in (("ppo", ppo_high), ("best_of_n", bon_high), ("dpo", dpo_high)):
+        settings[algo, "1"], settings[algo, "32"] = 0.99, high
+    summaries = rows_of(settings, ("algo", "sampling.updates_per_batch"))
+    reused = summaries["sampling.updates_per_batch"] == "32"
+    summaries.loc[reused, "reward"] += [0.02 * ((3 * s) % 5 - 2) for s in summaries.loc[reused, "seed"]]
+    verdict = FINDINGS["T3"].verdict(summaries, pd.DataFrame())
+    assert verdict.status == status and set(verdict.per) == {"ppo", "best_of_n", "dpo"}
+
+
+@pytest.mark.parametrize("small_area, status", [(0.6, "holds"), (0.4, "does not hold"), (0.45, "inconclusive")])
+def test_t4_verdict(small_area, status):
     rows = []
-    for algo, high in (("ppo", ppo_high), ("best_of_n", bon_high)):
-        for t, reward in ((1, 0.99), (32, high)):
-            rows += [{"algo": algo, "sampling.updates_per_batch": str(t), "seed": s, "reward": reward} for s in (0, 1)]
-    assert FINDINGS["T3"].verdict(pd.DataFrame(rows), pd.DataFrame()).status == status
+    for b, area in ((2, small_area), (32, 0.4)):
+        for s in SEEDS:
+            value = area + 0.02 * ((3 * s) % 5 - 2) * (b == 2)
+            rows += [{"run": f"{b}-{s}", "algo": "dpo", "sampling.prompts_per_round": b, "seed": s, "iteration": i,
+                      "eval/reward": value} for i in range(3)]  # fmt: skip
+    metrics = pd.DataFrame(rows)
+    assert FINDINGS["T4"].verdict(metrics[metrics.iteration == 2], metrics).status == status
 
 
-@pytest.mark.parametrize("online_best, status", [(0.9, "holds"), (0.3, "does not hold")])
+@pytest.mark.parametrize("online_best, status", [(0.9, "holds"), (0.3, "does not hold"), (0.55, "inconclusive")])
 def test_t5_verdict_reads_the_frontier_over_every_evaluation(online_best, status):
     rows = []
-    for seed in (0, 1):
-        rows.append({"sampling": "online", "seed": seed, "eval/kl_ref": 0.4, "eval/reward": online_best})
+    for seed in SEEDS:
+        wobble = 0.02 * ((3 * seed) % 5 - 2)
+        rows.append({"sampling": "online", "seed": seed, "eval/kl_ref": 0.2, "eval/reward": online_best + wobble})
         rows.append({"sampling": "online", "seed": seed, "eval/kl_ref": 20.0, "eval/reward": 1.0})  # off budget
-        rows.append({"sampling": "offline", "seed": seed, "eval/kl_ref": 0.4, "eval/reward": 0.5})
+        rows.append({"sampling": "offline", "seed": seed, "eval/kl_ref": 0.2, "eval/reward": 0.5})
     verdict = FINDINGS["T5"].verdict(pd.DataFrame(), pd.DataFrame(rows))
     assert verdict.status == status
-    assert verdict.numbers["KL <= 0.5: best online reward mean"] == pytest.approx(online_best)
+    assert verdict.numbers["KL <= 0.5: best online reward (mean)"] == pytest.approx(online_best)
+
+
+@pytest.mark.parametrize(
+    "offline, semi, grpo, status",
+    [
+        (0.5, 0.9, 0.9, "holds"),
+        (0.85, 0.9, 0.9, "does not hold"),  # offline not far behind
+        (0.5, 0.7, 0.9, "does not hold"),  # semi-online far behind online
+        (0.5, 0.9, 0.6, "does not hold"),  # GRPO far from DPO
+        (0.5, 0.85, 0.9, "inconclusive"),
+    ],
+)
+@pytest.mark.parametrize("finding", ["T6", "T6-hard"])
+def test_t6_verdict_can_come_out_every_way(finding, offline, semi, grpo, status):
+    settings = {("dpo", "1"): 0.9, ("dpo", "4"): semi, ("dpo", "16"): semi, ("dpo", "null"): offline}
+    settings["grpo", "1"] = grpo
+    summaries = rows_of(settings, ("algo", "sampling.sync_every"))
+    online = (summaries["sampling.sync_every"] == "1") & (summaries["algo"] == "dpo")
+    summaries.loc[online, "reward"] += [0.02 * ((3 * s) % 5 - 2) for s in summaries.loc[online, "seed"]]
+    verdict = FINDINGS[finding].verdict(summaries, pd.DataFrame())
+    assert verdict.status == status
+
+
+def test_t2_is_inconclusive_where_neither_objective_reaches_the_level():
+    rows = []
+    for algo in ("best_of_n", "sft", "best_of_n_neg_worst", "best_of_n_neg_worse", "dpo"):
+        rows += curves(algo, 0.01)  # reward 0.4 at iteration 40: nobody reaches 90% of the way to 1
+    metrics = pd.DataFrame(rows)
+    verdict = FINDINGS["T2"].verdict(
+        metrics[metrics.iteration == 40].rename(columns={"eval/reward": "reward"}), metrics
+    )
+    assert verdict.status == "inconclusive" and all(c.undecidable for c in verdict.checks)
+    assert "inconclusive" in verdicts_markdown([record(FINDINGS["T2"], verdict, "bandit", [])]).split("\n")[2]
 
 
 def test_a_verdict_has_one_of_three_statuses():
     with pytest.raises(ValueError):
         Verdict("maybe", {}, "")
-    for finding in FINDINGS.values():
-        assert finding.claim and finding.criterion and "arXiv:" in finding.paper
-        assert (CONF / "experiment" / f"{finding.experiment}.yaml").is_file()
 
 
-# ---- the report ------------------------------------------------------------------------------------------
+# ---- the report reads exactly the runs of its experiment, finished and whole ------------------------------
+GOOD_CONFIG = {"algo": {"name": "dpo"}, "train": {"iterations": 3}, "seed": 0}
+GOOD_METRICS = "iteration,eval/reward\n0,0.1\n1,0.5\n"
+
+
+def fake_job(root, name: str, summary=..., metrics=GOOD_METRICS, config=None) -> None:
+    """A run directory as the CLI writes one; `summary` None leaves summary.json out (an unfinished run)."""
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("- algo=dpo\n- seed=0\n")
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config or GOOD_CONFIG))
+    (run / "metrics.csv").write_bytes(metrics if isinstance(metrics, bytes) else metrics.encode())
+    if summary is ...:
+        summary = {"reward": 0.5, "seed": 0}
+    if summary is not None:
+        (run / "summary.json").write_text(summary if isinstance(summary, str) else json.dumps(summary))
+
+
+# issue 15/19: report and plots. What alignlab-report leaves out of a verdict: a row each, the bad run's
+# files, and the words its one line must hold (it also names the run and a fix).
+REPORT_BAD_INPUT = [
+    ({"summary": None}, "unfinished (no summary.json). Fix: run alignlab-report again"),
+    ({"summary": {"seed": 0}}, "its summary.json lacks the key 'reward'. Fix: re-run it"),
+    ({"summary": '{"reward": NaN, "seed": 0}'}, "its summary.json has non-finite reward"),
+    ({"summary": "{not json"}, "its summary.json does not parse"),
+    ({"metrics": ""}, "its metrics.csv does not parse as CSV"),
+    ({"metrics": "iteration,eval/reward\n"}, "its metrics.csv has no rows"),
+    ({"metrics": bytes(range(256)) * 4}, "its metrics.csv does not parse as CSV"),
+    ({"config": {**GOOD_CONFIG, "train": {"iterations": 50}}}, "another configuration than the experiment's "
+     "(train.iterations differ). Fix: delete it"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("bad, words", REPORT_BAD_INPUT)
+def test_the_report_names_each_run_it_leaves_out_and_averages_only_the_others(tmp_path, bad, words):
+    fake_job(tmp_path, "good")
+    fake_job(tmp_path, "bad", **bad)
+    sweep = read_sweep(tmp_path, expected=lambda overrides: flatten(GOOD_CONFIG))
+    assert sweep.summaries["run"].tolist() == [str(tmp_path / "good")]
+    assert set(sweep.metrics["run"]) == {str(tmp_path / "good")}
+    (line,) = sweep.refused
+    assert line.startswith(f"{tmp_path / 'bad'}: ") and words in line and "Fix:" in line and "\n" not in line
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -345,6 +551,7 @@ def test_a_verdict_has_one_of_three_statuses():
         (["task=full_scale", "--only", "T1"], "no finding runs on task=full_scale (its reward roles: hard, verif"),
         (["--only", "T9"], "unknown finding T9"),
         (["task=full_scale", "--only", "T7-curriculum"], "no finding runs on task=full_scale (its reward roles"),
+        (["--verdicts", "nowhere"], "no saved verdicts (*.json) in nowhere"),
     ],
 )
 def test_the_report_stops_on_bad_input_before_writing(tmp_path, args, message):
@@ -354,16 +561,52 @@ def test_the_report_stops_on_bad_input_before_writing(tmp_path, args, message):
 
 
 @pytest.mark.slow
-def test_the_report_runs_judges_and_resumes(tmp_path):
+def test_the_report_runs_judges_resumes_and_refuses_what_is_not_its_experiments(tmp_path):
     args = ["--only", "T1", "--out", "rep", "train.iterations=4", "findings.seeds=2", "algo=dpo"]
     run_cli(args, tmp_path, module="alignlab.science.report")
     report = (tmp_path / "rep" / "REPORT.md").read_text()
-    assert "## T1:" in report and "Criterion:" in report and "± " in report and "T2" not in report
+    assert "## T1:" in report and "Criterion history: (1) 2026-11-26" in report and "T2" not in report
+    assert "| dpo on hard | " in report and " | 2 | at least 0.2 | " in report  # an interval over 2 seeds
+    records = json.loads((tmp_path / "rep" / "verdicts.json").read_text())
+    assert [r["finding"] for r in records] == ["T1"] and len(records[0]["checks"]) == 2
     assert (tmp_path / "rep" / "index.html").exists()
     assert (tmp_path / "rep" / "figures" / "online_vs_offline" / "reward_vs_iteration.png").exists()
     first = sorted(p.stat().st_mtime for p in (tmp_path / "rep" / "runs").rglob("metrics.csv"))
     run_cli(args, tmp_path, module="alignlab.science.report")  # resumes: every run is already done
     assert sorted(p.stat().st_mtime for p in (tmp_path / "rep" / "runs").rglob("metrics.csv")) == first
+
+    # runs made with another override in the same folder are named and left out, not averaged in
+    proc = run_cli([*args[:-3], "train.iterations=5", *args[-2:]], tmp_path, module="alignlab.science.report")
+    left_out = [line for line in proc.stderr.splitlines() if line.startswith("alignlab-report: left out")]
+    assert len(left_out) == 8 and all("(train.iterations differ)" in line for line in left_out)
+    assert "8 run(s) left out, not averaged" in (tmp_path / "rep" / "REPORT.md").read_text()
+
+    # nothing whole to judge: every summary lost its reward -> exit 1, each run named
+    for path in (tmp_path / "rep" / "runs").rglob("seed=*/summary.json"):
+        path.write_text(json.dumps({"seed": 0}))
+    proc = run_cli(args, tmp_path, module="alignlab.science.report", check=False)
+    assert proc.returncode == 1 and "no finding could be judged on any run" in proc.stderr.splitlines()[-1]
+    assert proc.stderr.count("lacks the key 'reward'") == 16  # both sweeps' runs, each named
+
+
+# ---- the docs' verdict tables are generated ----------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_docs_verdict_tables_are_what_the_report_generates_from_the_saved_verdicts():
+    generated = verdicts_block(ROOT / "docs" / "verdicts")
+    assert generated in (ROOT / "docs" / "verdicts.md").read_text(), (
+        "docs/verdicts.md is stale: regenerate its block with `alignlab-report --verdicts docs/verdicts`"
+    )
+
+
+def test_the_verdict_tables_decide_again_with_todays_bars():
+    record = {"finding": "T4", "task": "bandit", "overrides": [], "extension_of": None, "status": "holds"}
+    record["checks"] = [{"part": "budget", "name": "dpo B=2 - B=32", "effect": 0.06, "low": 0.051, "high": 0.07,
+                         "seeds": 10, "more_seeds": None}]  # fmt: skip
+    assert "| T4 | **holds**, 10 seeds |" in verdicts_markdown([record])
+    record["checks"][0]["low"] = 0.04  # the interval now reaches below the bar of 0.05
+    assert "| T4 | **inconclusive**, 10 seeds |" in verdicts_markdown([record])
 
 
 def test_build_is_the_clis_instantiate():

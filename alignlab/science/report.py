@@ -4,9 +4,15 @@
     alignlab-report task=synthetic_llm      # tier 2
     alignlab-report task=bandit --only T1,T5 --out my_report train.iterations=50   # overrides go to every run
 
-Per finding (alignlab/science/findings.py): the claim and its paper, the command that reproduces it, its figures, the
-measured numbers (mean and s.d. over seeds) and a verdict computed by the stated criterion. The runs live in
-OUT/runs/<experiment>/: re-running the command skips every finished run and seed (resumable).
+    alignlab-report --verdicts docs/verdicts --into docs/verdicts.md   # the docs' tables from saved verdicts
+
+Per finding (alignlab/science/findings.py): the claim, its paper and the paper's setting (with a citation), the
+command that reproduces it, its figures, every scored part as an effect with its paired 95% interval over seeds,
+a verdict per algorithm where the finding names several, the combined verdict, and the criterion's history
+(alignlab/science/criteria.py). The runs live in OUT/runs/<experiment>/: re-running the command skips every
+finished run and seed (resumable). Only the runs of the experiment are read: a run made with another
+configuration, unfinished, or with a damaged summary is named and left out (alignlab/science/sweep.py). The exit
+status is 1 when no finding could be judged on any run. OUT/verdicts.json keeps every check for the docs.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import html
 import importlib.resources
+import json
 import math
 import subprocess
 import sys
@@ -24,7 +31,10 @@ from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from alignlab.core.roles import required_roles
-from alignlab.science.findings import FINDINGS, Finding, Verdict, load_sweep_tables
+from alignlab.science.criteria import CRITERIA, history_lines
+from alignlab.science.findings import FINDINGS, Finding, Verdict
+from alignlab.science.sweep import flatten, read_sweep
+from alignlab.stats import combine, decide
 from alignlab.storage.rundir import atomic_write_bytes, check_writable
 
 CONF = importlib.resources.files("alignlab.conf")
@@ -93,15 +103,42 @@ def run_finding(finding: Finding, task: str, runs: Path, overrides: list[str], b
     return None
 
 
-def judge(finding: Finding, sweep: Path) -> Verdict:
-    summaries, metrics = load_sweep_tables(sweep)
-    if summaries.empty:
-        return Verdict("inconclusive", {}, "no finished runs.")
+def expected_config(finding: Finding, task: str, overrides: list[str]):
+    """run overrides -> the flattened configuration a run of this finding's sweep must have: the experiment's,
+    composed with the run's own values of the swept keys (seed aside)."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    import alignlab.runs.schema  # noqa: F401  (registers the structured configs the defaults name)
+
+    swept = set(OmegaConf.to_container(experiment_file(finding.experiment).hydra.sweeper.params))
+    fixed = [f"experiment={finding.experiment}", f"task={task}", *finding.overrides, *overrides]
+    fixed_keys = {o.split("=", 1)[0] for o in fixed}
+    cache: dict[tuple, dict[str, str]] = {}
+
+    def expected(run_overrides: list[str]) -> dict[str, str]:
+        values = tuple(o for o in run_overrides if o.split("=", 1)[0] in swept - fixed_keys - {"seed"})
+        if values not in cache:
+            GlobalHydra.instance().clear()
+            with initialize_config_module("alignlab.conf", version_base="1.3"):
+                cfg = compose("config", overrides=[*values, *fixed])
+            GlobalHydra.instance().clear()
+            cache[values] = flatten(OmegaConf.to_container(cfg, resolve=False))
+        return cache[values]
+
+    return expected
+
+
+def judge(finding: Finding, sweep: Path, expected=None) -> tuple[Verdict, list[str]]:
+    """The verdict over the sweep's accepted runs, and one line per refused run."""
+    runs = read_sweep(sweep, expected)
+    if runs.summaries.empty:
+        return Verdict("inconclusive", {}, "no finished, whole run of this experiment."), runs.refused
     try:
-        return finding.verdict(summaries, metrics)
+        return finding.verdict(runs.summaries, runs.metrics), runs.refused
     except (KeyError, IndexError, ValueError) as error:  # a sweep cut down by overrides may lack a setting
         why = f"the sweep lacks what the criterion needs ({type(error).__name__}: {error})."
-        return Verdict("inconclusive", {}, why)
+        return Verdict("inconclusive", {}, why), runs.refused
 
 
 def draw(finding: Finding, sweep: Path, figures: Path) -> list[Path]:
@@ -112,19 +149,113 @@ def draw(finding: Finding, sweep: Path, figures: Path) -> list[Path]:
     return [figures / name for name in finding.figures if (figures / name).exists()]
 
 
-def number_rows(numbers: dict[str, float]) -> list[tuple[str, str]]:
-    """('what', 'mean ± s.d.') rows: 'X mean' and 'X sd' keys merged, other keys as they are."""
+# ---- verdict records: what the docs' tables are generated from ---------------------------------------------
+def record(finding: Finding, verdict: Verdict, task: str, overrides: list[str]) -> dict:
+    """A finding's verdict on one task as plain data (OUT/verdicts.json; docs/verdicts/<task>.json)."""
+    return {
+        "finding": finding.id,
+        "task": task,
+        "overrides": overrides,
+        "extension_of": finding.extension_of,
+        "status": verdict.status,
+        "checks": [
+            {k: getattr(c, k) for k in ("part", "name", "effect", "low", "high", "seeds", "more_seeds", "undecidable")}
+            for c in verdict.checks
+        ],
+    }
+
+
+def redecide(rec: dict) -> tuple[str, list[tuple[dict, str]]]:
+    """A record's verdict and each check's status, decided again with today's criteria (criteria.py):
+    a committed table whose bars changed no longer matches what this prints."""
+    criterion = CRITERIA[rec["finding"]]
+    decided = []
+    for c in rec["checks"]:
+        bar = criterion.parts.get(c["part"])
+        status = (
+            "inconclusive"
+            if bar is None or c.get("undecidable")
+            else decide(c["effect"], c["low"], c["high"], bar.direction, bar.size)
+        )
+        decided.append((c, status))
+    if not decided:
+        return rec["status"], decided
+    if any(c["part"] == "needs" and status != "holds" for c, status in decided):
+        return "inconclusive", decided  # no gap for the finding to explain (criteria.py, part 'needs')
+    return combine([s for _, s in decided], criterion.combine), decided
+
+
+def seed_count(count: int) -> str:
+    return f"{count} seed" + "s" * (count != 1)
+
+
+def _number(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def verdicts_markdown(records: list[dict]) -> str:
+    """The verdict tables, finding x tier, then every check with its interval: docs/verdicts.md's block."""
+    tasks = list(dict.fromkeys(r["task"] for r in records))
+    findings = [f for f in FINDINGS if any(r["finding"] == f for r in records)]
+    by = {(r["finding"], r["task"]): r for r in records}
+    lines = ["| finding | " + " | ".join(f"task={t}" for t in tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for fid in findings:
+        mark = " (extension)" if FINDINGS[fid].extension_of else ""
+        cells = []
+        for t in tasks:
+            rec = by.get((fid, t))
+            seeds = {c["seeds"] for c in rec["checks"]} if rec else set()
+            note = f", {min(seeds)} seeds" if seeds else ""
+            cells.append(f"**{redecide(rec)[0]}**{note}" if rec else "not run")
+        lines.append(f"| {fid}{mark} | " + " | ".join(cells) + " |")
+    for t in tasks:
+        lines += ["", f"### task={t}", ""]
+        extra = [r["overrides"] for r in records if r["task"] == t and r["overrides"]]
+        if extra:
+            lines += [f"Overrides given to every run: `{' '.join(extra[0])}`.", ""]
+        lines += ["| finding | part | effect [95% interval] | seeds | bar | status |", "|---|---|---|---:|---|---|"]
+        for fid in findings:
+            rec = by.get((fid, t))
+            if rec is None:
+                continue
+            for c, status in redecide(rec)[1]:
+                bar = CRITERIA[fid].parts.get(c["part"])
+                more = ""
+                if status == "inconclusive" and c.get("more_seeds"):
+                    more = f" (~{seed_count(c['more_seeds'])} more)"
+                interval = f"{_number(c['effect'])} [{_number(c['low'])}, {_number(c['high'])}]"
+                bar_text = f"{bar.direction} {bar.size:g}" if bar else "?"
+                lines.append(f"| {fid} | {c['name']} | {interval} | {c['seeds']} | {bar_text} | {status}{more} |")
+    lines += ["", "### Criteria and their history", ""]
+    for fid in findings:
+        lines.append(f"- **{fid}**: {CRITERIA[fid].words()}")
+        lines += [f"  - {h}" for h in history_lines(fid)]
+    return "\n".join(lines) + "\n"
+
+
+VERDICTS_BEGIN = "<!-- verdicts: generated by `alignlab-report --verdicts docs/verdicts`; do not edit -->"
+VERDICTS_END = "<!-- verdicts: end -->"
+
+
+def verdicts_block(directory: Path) -> str:
+    records = []
+    for path in sorted(Path(directory).glob("*.json")):
+        records += json.loads(path.read_text())
+    return f"{VERDICTS_BEGIN}\n{verdicts_markdown(records)}{VERDICTS_END}\n"
+
+
+def check_rows(verdict: Verdict) -> list[tuple[str, ...]]:
     rows = []
-    for key, value in numbers.items():
-        if key.endswith(" sd"):
-            continue
-        if key.endswith(" mean"):
-            name = key[: -len(" mean")]
-            sd = numbers.get(f"{name} sd", math.nan)
-            rows.append((name, f"{value:.3f} ± {sd:.3f}" if not math.isnan(value) else "n/a"))
-        else:
-            rows.append((key, f"{value:.4g}"))
+    for c in verdict.checks:
+        more = ""
+        if c.status == "inconclusive" and c.more_seeds:
+            more = f"; ~{seed_count(c.more_seeds)} more would decide it"
+        rows.append((c.name, c.interval(), str(c.seeds), f"{c.direction} {c.size:g}", c.status + more))
     return rows
+
+
+def number_rows(numbers: dict[str, float]) -> list[tuple[str, str]]:
+    return [(k, "n/a" if isinstance(v, float) and math.isnan(v) else f"{v:.4g}") for k, v in numbers.items()]
 
 
 def write_report(
@@ -135,29 +266,45 @@ def write_report(
     seconds: float,
     resumed: int = 0,
     total: int = 0,
+    judge_only: bool = False,
 ):
     md = [f"# Findings report: task={task}", ""]
     again = f" ({resumed} of {total} jobs were already done: resumed)" if resumed else ""
+    if judge_only:
+        again = " with --judge-only (no run launched: a sweep may be incomplete; each part says its seeds)"
     md.append(
         f"Made by `alignlab-report task={task}` in {seconds:.0f} s{again}. Each verdict is computed from the runs "
-        "below by the stated criterion; numbers are mean ± s.d. over seeds. A finding that does not hold is "
-        "reported so."
+        "below by the stated criterion: every part is an effect over seeds with its paired bootstrap 95% interval "
+        "(seeded), against a bar fixed in alignlab/science/criteria.py. A finding that does not hold is reported so."
     )
     md += ["", "| finding | verdict | measured |", "|---|---|---|"]
     for r in results:
-        md.append(f"| {r['finding'].id} {r['finding'].title} | **{r['verdict'].status}** | {r['verdict'].text} |")
+        f = r["finding"]
+        mark = f" (extension of {f.extension_of})" if f.extension_of else ""
+        md.append(f"| {f.id} {f.title}{mark} | **{r['verdict'].status}** | {r['verdict'].text} |")
     for finding, why in skipped:
         md.append(f"| {finding.id} {finding.title} | not run | {why} |")
     for r in results:
         f, v = r["finding"], r["verdict"]
         md += ["", f"## {f.id}: {f.title}", "", f"- Paper: {f.paper}", f"- Claim: {f.claim}"]
-        md += [f"- Command: `{' '.join(r['command'])}`", f"- Criterion: {f.criterion}"]
+        if f.extension_of:
+            md.append(f"- **Extension** of {f.extension_of}: a question the paper did not ask.")
+        md += [f"- Setting: {f.setting}", f"- Command: `{' '.join(r['command'])}`", f"- Criterion: {f.criterion}"]
+        md.append("- Criterion history: " + " ".join(f"({i}) {h}" for i, h in enumerate(history_lines(f.id), 1)))
         md.append(f"- Verdict: **{v.status}**. {v.text}")
         if r["error"]:
             md.append(f"- The sweep stopped: `{r['error']}`")
+        if r["refused"]:
+            md.append(f"- {len(r['refused'])} run(s) left out, not averaged:")
+            md += [f"  - {line}" for line in r["refused"]]
+        rows = check_rows(v)
+        if rows:
+            md += ["", "| part | effect [95% interval] | seeds | bar | status |", "|---|---:|---:|---|---|"]
+            md += ["| " + " | ".join(row) + " |" for row in rows]
         rows = number_rows(v.numbers)
         if rows:
-            md += ["", "| measured | mean ± s.d. over seeds |", "|---|---:|"] + [f"| {a} | {b} |" for a, b in rows]
+            md += ["", "| also measured (means over seeds, not scored) | value |", "|---|---:|"]
+            md += [f"| {a} | {b} |" for a, b in rows]
         md += [""] + [f"![{p.name}]({p.relative_to(out).as_posix()})" for p in r["figures"]]
     atomic_write_bytes(out / "REPORT.md", ("\n".join(md) + "\n").encode())
 
@@ -184,19 +331,28 @@ def write_report(
     for r in results:
         f, v = r["finding"], r["verdict"]
         page.append(f"<h2 id='{f.id}'>{esc(f.id)}: {esc(f.title)}</h2><ul>")
-        page.append(f"<li>Paper: {esc(f.paper)}</li><li>Claim: {esc(f.claim)}</li>")
+        page.append(f"<li>Paper: {esc(f.paper)}</li><li>Claim: {esc(f.claim)}</li><li>Setting: {esc(f.setting)}</li>")
         page.append(f"<li>Command: <code>{esc(' '.join(r['command']))}</code></li>")
         page.append(f"<li>Criterion: {esc(f.criterion)}</li>")
+        page.append(
+            "<li>Criterion history:<ul>" + "".join(f"<li>{esc(h)}</li>" for h in history_lines(f.id)) + "</ul></li>"
+        )
         css = v.status.split()[0]
-        page.append(f"<li>Verdict: <b class='{css}'>{esc(v.status)}</b>. {esc(v.text)}</li></ul>")
-        rows = number_rows(v.numbers)
+        page.append(f"<li>Verdict: <b class='{css}'>{esc(v.status)}</b>. {esc(v.text)}</li>")
+        page += [f"<li>left out: {esc(line)}</li>" for line in r["refused"]]
+        page.append("</ul>")
+        rows = check_rows(v)
         if rows:
-            page.append("<table><tr><th>measured</th><th>mean ± s.d. over seeds</th></tr>")
-            page += [f"<tr><td>{esc(a)}</td><td>{esc(b)}</td></tr>" for a, b in rows]
+            page.append(
+                "<table><tr><th>part</th><th>effect [95% interval]</th><th>seeds</th><th>bar</th><th>status</th></tr>"
+            )
+            page += ["<tr>" + "".join(f"<td>{esc(x)}</td>" for x in row) + "</tr>" for row in rows]
             page.append("</table>")
         page += [f"<p><img src='{p.relative_to(out).as_posix()}' alt='{esc(p.name)}'></p>" for p in r["figures"]]
     page.append("</body></html>")
     atomic_write_bytes(out / "index.html", "\n".join(page).encode())
+    records = [record(r["finding"], r["verdict"], task, r["overrides"]) for r in results if r["judged"]]
+    atomic_write_bytes(out / "verdicts.json", (json.dumps(records, indent=1) + "\n").encode())
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -204,6 +360,25 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*", help="task=NAME (default bandit) and overrides for every run")
     parser.add_argument("--out", type=Path, default=Path("report"), help="report directory (default: report/)")
     parser.add_argument("--only", default=None, help="comma-separated finding ids, e.g. T1,T5 (default: all)")
+    parser.add_argument(
+        "--judge-only",
+        action="store_true",
+        help="launch no run: judge the runs already in OUT/runs/ (a sweep still running elsewhere, or cut short)",
+    )
+    parser.add_argument(
+        "--verdicts",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="print the verdict tables generated from DIR/*.json (saved verdicts.json files) and exit",
+    )
+    parser.add_argument(
+        "--into",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with --verdicts: replace the generated block in FILE (e.g. docs/verdicts.md) instead of printing it",
+    )
     args = parser.parse_args(argv)
     args.task = "bandit"
     rest = []
@@ -218,6 +393,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
+    if args.verdicts is not None:
+        if not sorted(args.verdicts.glob("*.json")):
+            fail(f"no saved verdicts (*.json) in {args.verdicts}. Fix: copy a report's verdicts.json there.")
+        block = verdicts_block(args.verdicts)
+        if args.into is None:
+            print(block, end="")
+            return
+        text = args.into.read_text() if args.into.exists() else ""
+        if VERDICTS_BEGIN not in text or VERDICTS_END not in text:
+            fail(
+                f"{args.into} has no generated block. Fix: put the lines {VERDICTS_BEGIN!r} and {VERDICTS_END!r} in it."
+            )
+        head, rest = text.split(VERDICTS_BEGIN, 1)
+        atomic_write_bytes(args.into, (head + block + rest.split(VERDICTS_END + "\n", 1)[-1]).encode())
+        print(f"alignlab-report: {args.into}")
+        return
     # Every check before anything is written.
     if args.task not in options("task"):
         fail(f"unknown task '{args.task}'. Fix: choose one of {', '.join(options('task'))}.")
@@ -246,25 +437,40 @@ def main(argv: list[str] | None = None) -> None:
         bar.resumed = 0
         for finding in runnable:
             bar.set_postfix_str(f"{finding.id} {finding.experiment}")
-            error = run_finding(finding, args.task, runs, args.overrides, bar)
+            error = None if args.judge_only else run_finding(finding, args.task, runs, args.overrides, bar)
             sweep = runs / finding.experiment
-            verdict = judge(finding, sweep) if sweep.exists() else Verdict("inconclusive", {}, "no runs.")
-            figures = draw(finding, sweep, out / "figures" / finding.experiment) if sweep.exists() else []
+            expected = expected_config(finding, args.task, args.overrides)
+            verdict, refused = (
+                judge(finding, sweep, expected) if sweep.exists() else (Verdict("inconclusive", {}, "no runs."), [])
+            )
+            figures = draw(finding, sweep, out / "figures" / finding.experiment) if verdict.checks else []
             results.append(
                 {
                     "finding": finding,
                     "verdict": verdict,
+                    "judged": bool(verdict.checks),
                     "figures": figures,
                     "error": error,
+                    "refused": refused,
+                    "overrides": args.overrides,
                     "command": command(finding, args.task, args.overrides),
                 }
             )
         resumed = bar.resumed
     seconds = time.perf_counter() - started
-    write_report(out, args.task, results, skipped, seconds, resumed, total)
+    write_report(out, args.task, results, skipped, seconds, resumed, total, args.judge_only)
     for r in results:
         print(f"{r['finding'].id} {r['verdict'].status}: {r['verdict'].text}")
+        for line in r["refused"]:
+            print(f"alignlab-report: left out {line}", file=sys.stderr)
     print(f"alignlab-report: {out / 'REPORT.md'} and {out / 'index.html'} ({seconds:.0f} s)")
+    if not any(r["judged"] for r in results):
+        print(
+            "alignlab-report: error: no finding could be judged on any run. Fix: see the runs named above, or "
+            "re-run into an empty --out.",
+            file=sys.stderr,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def draw(frame: pd.DataFrame, path: Path) -> Path:
         sns.lineplot(data=frame, x="round", y=column, errorbar=("pi", 50), ax=ax)
         ax.set_title(f"{column} per round (median, 25-75%)")
     fig.tight_layout()
-    path = path if path.suffix else path.with_suffix(".png")
+    path = path if path.suffix else path.with_suffix(".png")  # matplotlib adds .png to a bare name: say so
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
