@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from alignlab.core.engine import TorchEngine
 from alignlab.core.roles import ROLES
 from alignlab.core.types import Rollout, select
 from alignlab.errors import ConfigError, DataError, check_range
@@ -39,6 +40,7 @@ from full_scale.data import (
     load_prompts,
     sample_file,
 )
+from full_scale.engine import AccelerateEngine, check_mixed_precision
 from full_scale.models import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model
 from full_scale.policy import AdapterOffReference, DistributedPolicy, FullScalePolicy, unwrap
 from full_scale.rewards import JUDGE_SCORINGS, LengthReward, LLMJudge, MathReward, RewardModel
@@ -97,6 +99,7 @@ class FullScaleTask:
         win_rate: bool | None = None,
         generation_backend: str = "transformers",
         distributed: str = "auto",
+        mixed_precision: bool | None = None,
     ):
         # 0. validate what needs no model, so a typo fails in a second
         if reward not in REWARDS:
@@ -129,6 +132,7 @@ class FullScaleTask:
             )
         for key, value, interval in (
             ("lora_r", lora_r, "[0, inf)"),
+            ("lora_alpha", lora_alpha, "(0, inf)"),
             ("lora_dropout", lora_dropout, "[0, 1)"),
             ("eval_prompts", eval_prompts, "[1, inf)"),
             ("eval_samples_per_prompt", eval_samples_per_prompt, "[1, inf)"),
@@ -165,6 +169,7 @@ class FullScaleTask:
         self.world = 1 if self.accelerator is None else self.accelerator.num_processes
         self.device = self.accelerator.device if self.accelerator is not None else pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
+        self.mixed_precision = check_mixed_precision(mixed_precision, self.dtype, self.lora is not None)
         self.gradient_checkpointing = (
             self.device.type == "cuda" if gradient_checkpointing is None else gradient_checkpointing
         )
@@ -209,6 +214,7 @@ class FullScaleTask:
             max_context=self.max_context,
             logprob_batch_size=logprob_batch_size,
             progress="generation",
+            autocast_dtype=self.dtype if self.mixed_precision else None,
         )
         self.records: dict[tuple, PromptRecord] = {}
         self.train_prompts = [self.encode(r) for r in train_records]
@@ -320,7 +326,10 @@ class FullScaleTask:
         """Full fine-tuning: a trainable copy of the base model. LoRA: adapters on the base model itself
         (fresh ones on each call), so the base is held once and doubles as the reference."""
         if self.lora is None:
-            policy = self._wrap(self._trainable(copy.deepcopy(self.base).requires_grad_(True)))
+            model = copy.deepcopy(self.base)
+            if self.mixed_precision:  # fp32 master weights (and so fp32 Adam states) under 16-bit compute
+                model = model.float()
+            policy = self._wrap(self._trainable(model.requires_grad_(True)))
         else:
             from peft import LoraConfig, get_peft_model
             from peft.tuners.lora import LoraLayer
@@ -350,14 +359,27 @@ class FullScaleTask:
         frozen with its own LoRA adapters when the policy uses LoRA."""
         # The base holds the policy's adapters once LoRA is on: copy it without them.
         trunk = copy.deepcopy(self._peft).unload() if self._peft is not None else copy.deepcopy(self.base)
+        if self.mixed_precision:
+            trunk = trunk.float()
         trunk.requires_grad_(self.lora is None)
         if self.lora is not None:
             from peft import LoraConfig, inject_adapter_in_model
 
             trunk = inject_adapter_in_model(LoraConfig(**self.lora), trunk)
-        value = CausalLMValue(self._trainable(trunk), self.tokenizer.pad_token_id, self.max_context)
+        value = CausalLMValue(
+            self._trainable(trunk),
+            self.tokenizer.pad_token_id,
+            self.max_context,
+            autocast_dtype=self.policy_kwargs["autocast_dtype"],
+        )
         value = value.to(self.device)
         return self.accelerator.prepare_model(value) if self.accelerator is not None else value
+
+    def make_engine(self, params: list, lr: float, max_grad_norm: float | None):
+        """The training engine (alignlab/core/engine.py): plain torch on one process, `accelerate` on several."""
+        if self.accelerator is None:
+            return TorchEngine(params, lr, max_grad_norm)
+        return AccelerateEngine(self.accelerator, params, lr, max_grad_norm)
 
     def reward(self, prompts: list, completions: TokenCompletions) -> torch.Tensor:
         return self.score_with(self.reward_name, prompts, completions)

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from alignlab.core.engine import make_engine
 from alignlab.core.objectives.base import Objective
-from alignlab.core.optim import make_optimizer
 from alignlab.core.sampling import Sampler, SamplingConfig, minibatches_of
 from alignlab.core.types import Rollout
 from alignlab.errors import ConfigError, NumericalError, RewardError, check_range
@@ -223,7 +223,7 @@ def train(
     extra_modules = objective.setup(task)
     params = [p for p in policy.parameters() if p.requires_grad]
     params += [p for m in extra_modules for p in m.parameters()]
-    optimizer = make_optimizer(params, lr=cfg.lr)
+    engine = make_engine(task, params, cfg.lr, cfg.max_grad_norm)
     sampler = Sampler(sampling, task, policy, generator)
     sampler.check_rounds(cfg.iterations)
     if sampler.offline is not None:
@@ -246,7 +246,7 @@ def train(
     if state is not None:
         check_resumable(state, config, checkpoint_path)
         policy.load_state_dict(state["policy"])
-        optimizer.load_state_dict(state["optimizer"])
+        engine.load_state_dict(state["optimizer"])
         for module, module_state in zip(extra_modules, state["extra_modules"], strict=True):
             module.load_state_dict(module_state)
         sampler.load_state_dict(state["sampler"])
@@ -293,11 +293,7 @@ def train(
                 if objective.needs_old_logps and targets.rollout.old_logps is None:  # old_logps_are_current
                     targets.rollout.old_logps = logps.detach()
                 loss, metrics = objective.total_loss(targets, logps)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
+                engine.step(loss)  # zero_grad, backward, clip, optimizer step
                 sampler.after_update()
                 updates += 1
                 row.update({k: float(v) for k, v in metrics.items()})
@@ -329,7 +325,7 @@ def train(
                 checkpoint_path,
                 {
                     "policy": policy.state_dict(),
-                    "optimizer": optimizer.state_dict(),
+                    "optimizer": engine.state_dict(),
                     "extra_modules": [m.state_dict() for m in extra_modules],
                     "sampler": sampler.state_dict(),
                     "generator": generator.get_state(),
