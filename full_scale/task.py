@@ -62,6 +62,17 @@ class NamedReward:
         return self.task.score_with(self.name, prompts, completions)
 
 
+def mean_and_error(name: str, values: torch.Tensor) -> dict[str, float]:
+    """`name`: the mean of per-sample values; `name_se`: its standard error, s.d. / sqrt(n), treating the
+    samples as independent (k samples of one prompt are not quite: the error of a difference on the same
+    prompts is smaller, of a new prompt set larger). With one sample there is no error to give."""
+    values = values.double()
+    out = {name: values.mean().item()}
+    if len(values) > 1:
+        out[f"{name}_se"] = (values.std() / len(values) ** 0.5).item()
+    return out
+
+
 class FullScaleTask:
     """A Hugging Face causal LM aligned to a reward on prompts from a file (see conf/task/full_scale.yaml)."""
 
@@ -499,6 +510,13 @@ class FullScaleTask:
                 "add pairs or use fewer processes",
             )
         shard = self.pairs[:usable][self.rank :: self.world]
+        if num_prompts > len(shard):
+            per_process = f" per process on {self.world}" if self.world > 1 else ""
+            raise ConfigError(
+                f"sampling.offline_prompts={num_prompts} asks for more pairs than "
+                f"{self.pairs_path or 'the sample pairs file'} has ({len(shard)}{per_process})",
+                f"set sampling.offline_prompts={len(shard)} or fewer, or give more pairs",
+            )
         chosen_idx = torch.randperm(len(shard), generator=generator)[:num_prompts].tolist()
         prompts, texts = [], []
         for i in chosen_idx:
@@ -555,9 +573,10 @@ class FullScaleTask:
         bar.update(1)
         rewards = score(samples)
         bar.update(1)
-        kl = (policy.logprobs(prompts, samples).sum() - reference.logprobs(prompts, samples).sum()).mean()
+        kl = policy.logprobs(prompts, samples).sum() - reference.logprobs(prompts, samples).sum()
         bar.update(1)
-        result = {"reward": rewards.mean().item(), "kl_ref": kl.item(), "mean_length": samples.lengths.mean().item()}
+        result = mean_and_error("reward", rewards) | mean_and_error("kl_ref", kl)
+        result |= mean_and_error("mean_length", samples.lengths)
         reference_texts = None
         if self.win_rate:
             # The reference is frozen: its held-out samples are drawn and scored once per run, not at every
@@ -572,7 +591,7 @@ class FullScaleTask:
                 reference_rewards = score(reference_samples)
                 bar.update(1)
             wins = (rewards > reference_rewards).float() + 0.5 * (rewards == reference_rewards).float()
-            result["win_rate"] = wins.mean().item()
+            result |= mean_and_error("win_rate", wins)
             result["reference_reward"] = reference_rewards.mean().item()
             reference_texts = self.decode(reference_samples)
         bar.close()

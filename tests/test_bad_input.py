@@ -190,6 +190,12 @@ BAD_INPUT = [
     ([*T3, "algo.beta=0"], "algo.beta"),
     ([*T3, "algo=grpo", "algo.clip_epsilon=-1"], "algo.clip_epsilon"),
     ([*T3, "task.reward=judge", "task.judge_scoring=logits"], "task.judge_scoring"),
+    # issues 16, 18 and 19 (tier 3): data accepted silently, settings that train nothing or cannot be honoured
+    ([*T3, "sampling=offline", "task.pairs=DATA/same_answers.jsonl"], "same_answers.jsonl row 2"),
+    ([*T3, "sampling=offline", "task.pairs=DATA/utf16.jsonl"], "utf16.jsonl"),
+    ([*T3, "task.lora_r=4", "task.lora_alpha=0"], "task.lora_alpha"),
+    ([*T3, "task.mixed_precision=true"], "task.mixed_precision"),
+    ([*T3, "task.dtype=bfloat16", "task.lora_r=4", "task.mixed_precision=true"], "task.mixed_precision"),
 ]
 
 BAD_FILES = {
@@ -200,6 +206,9 @@ BAD_FILES = {
     "null_prompt.jsonl": b'{"prompt": null}\n{"prompt": "b"}\n',
     "not_objects.jsonl": b"[1, 2]\n",
     "bad_json.jsonl": b'{"prompt": "a"}\n{"prompt": "b"\n',
+    "same_answers.jsonl": b'{"prompt": "a", "chosen": "x", "rejected": "y"}\n'
+    b'{"prompt": "b", "chosen": "z", "rejected": "z "}\n',
+    "utf16.jsonl": '{"prompt": "a", "chosen": "x", "rejected": "y"}\n'.encode("utf-16"),
 }
 
 
