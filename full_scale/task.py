@@ -41,6 +41,7 @@ from full_scale.data import (
     sample_file,
 )
 from full_scale.engine import AccelerateEngine, check_mixed_precision
+from full_scale.fsdp import FSDPEngine, all_done, check_fsdp, fsdp_requested, shard, start_processes
 from full_scale.models import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model
 from full_scale.policy import AdapterOffReference, DistributedPolicy, FullScalePolicy, unwrap
 from full_scale.rewards import JUDGE_SCORINGS, LengthReward, LLMJudge, MathReward, RewardModel
@@ -106,7 +107,7 @@ class FullScaleTask:
         max_operand: int = 12,
         operations: str = "+",
         eval_prompts: int = 8,
-        eval_samples_per_prompt: int = 2,
+        eval_samples_per_prompt: int = 8,
         win_rate: bool | None = None,
         generation_backend: str = "transformers",
         distributed: str = "auto",
@@ -172,13 +173,18 @@ class FullScaleTask:
 
         # 1. processes: with several (accelerate launch), each draws its own share of every round's prompts
         self.accelerator = None
-        if distributed == "on" or (distributed == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1):
+        self.fsdp = fsdp_requested(distributed)
+        if self.fsdp:
+            check_fsdp(self.lora is not None)
+        elif distributed == "on" or (distributed == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1):
             from accelerate import Accelerator
 
             self.accelerator = Accelerator(cpu=device == "cpu")
         self.rank = 0 if self.accelerator is None else self.accelerator.process_index
         self.world = 1 if self.accelerator is None else self.accelerator.num_processes
         self.device = self.accelerator.device if self.accelerator is not None else pick_device(device)
+        if self.fsdp:
+            self.rank, self.world, self.device = start_processes(device)
         self.dtype = pick_dtype(dtype, self.device)
         self.mixed_precision = check_mixed_precision(mixed_precision, self.dtype, self.lora is not None)
         self.gradient_checkpointing = (
@@ -246,6 +252,7 @@ class FullScaleTask:
         self._reference_eval: tuple[TokenCompletions, torch.Tensor] | None = None
         self.judge_is_policy = reward == "judge" and judge == "self"
         self._peft = None
+        self._value = None
         self.last_samples: list[dict] = []
 
     # ---- helpers -----------------------------------------------------------------------------------------
@@ -341,6 +348,9 @@ class FullScaleTask:
             if self.mixed_precision:  # fp32 master weights (and so fp32 Adam states) under 16-bit compute
                 model = model.float()
             policy = self._wrap(self._trainable(model.requires_grad_(True)))
+            if self.fsdp:
+                shard(policy.model)
+                policy.sharded, policy.stop_together = True, all_done
         else:
             from peft import LoraConfig, get_peft_model
             from peft.tuners.lora import LoraLayer
@@ -383,11 +393,18 @@ class FullScaleTask:
             self.max_context,
             autocast_dtype=self.policy_kwargs["autocast_dtype"],
         )
+        if self.fsdp:
+            shard(value.trunk, root=value.to(self.device))
+            self._value = value
+            return value
         value = value.to(self.device)
         return self.accelerator.prepare_model(value) if self.accelerator is not None else value
 
     def make_engine(self, params: list, lr: float, max_grad_norm: float | None):
         """The training engine (alignlab/core/engine.py): plain torch on one process, `accelerate` on several."""
+        if self.fsdp:
+            value = [self._value] if self._value is not None else []
+            return FSDPEngine([self._policy.model, *value], params, lr, max_grad_norm)
         if self.accelerator is None:
             return TorchEngine(params, lr, max_grad_norm)
         return AccelerateEngine(self.accelerator, params, lr, max_grad_norm)

@@ -213,6 +213,9 @@ class CausalLMPolicy(nn.Module):
                 )
             self.blocked = torch.ones(vocab, dtype=torch.bool)
             self.blocked[ids] = False
+        # Sharded (FSDP) models gather their weights in every forward, so all processes must decode the same
+        # number of steps: stop_together(this process is done) -> whether every process is done.
+        self.stop_together = None
         self.autocast_dtype = autocast_dtype  # mixed precision: compute dtype over fp32 weights (None: off)
         self.progress = progress  # a label: show a progress bar (ETA, tokens/s) for generations over 2 s
         # The prompt's forward pass needs the logits of its last position only (a [N, P, vocab] product saved).
@@ -267,7 +270,10 @@ class CausalLMPolicy(nn.Module):
                 generated += int(masks[-1].sum())
                 bar.update(1)
                 bar.set_postfix_str(f"{generated / max(bar.format_dict['elapsed'], 1e-6):.0f} tokens/s")
-            if done.all() or step + 1 == self.max_new_tokens:
+            finished = bool(done.all())
+            if self.stop_together is not None:
+                finished = self.stop_together(finished)
+            if finished or step + 1 == self.max_new_tokens:
                 break
             attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
             with compute_precision(self.model, self.autocast_dtype):
