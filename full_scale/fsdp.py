@@ -43,6 +43,26 @@ def check_fsdp(lora: bool, fsdp_version: str | None = None) -> None:
             f"fsdp_version={version} in the accelerate config: tier 3 shards with FSDP2 (fully_shard)",
             "set fsdp_version: 2 (full_scale/accelerate/fsdp.yaml)",
         )
+    # accelerate launch passes its config file's settings as environment variables: those tier 3 does not run
+    for variable, key, fix in UNHONOURED:
+        if os.environ.get(variable, "false").lower() not in ("false", "no", "0", ""):
+            raise ConfigError(f"{key}: {os.environ[variable]} in the accelerate config is not honoured by tier 3", fix)
+
+
+UNHONOURED = (
+    ("FSDP_OFFLOAD_PARAMS", "fsdp_offload_params", "set fsdp_offload_params: false (use more GPUs instead)"),
+    (
+        "FSDP_ACTIVATION_CHECKPOINTING",
+        "fsdp_activation_checkpointing",
+        "set it to false: task.gradient_checkpointing does it (on by default on a GPU)",
+    ),
+    (
+        "ACCELERATE_MIXED_PRECISION",
+        "mixed_precision",
+        'set mixed_precision: "no" there: tier 3\'s precision is task.dtype and task.mixed_precision '
+        "(bf16 compute over fp32 master weights by default for a bf16 full fine-tune)",
+    ),
+)
 
 
 def start_processes(device: str) -> tuple[int, int, torch.device]:

@@ -87,3 +87,36 @@ def test_two_process_fsdp2_ends_with_the_one_process_weights(tmp_path):
 
 if __name__ == "__main__":
     run_worker(Path(sys.argv[1]), sys.argv[2])
+
+
+@pytest.mark.parametrize(
+    "variable, key",
+    [
+        ("ACCELERATE_MIXED_PRECISION", "mixed_precision: bf16"),
+        ("FSDP_OFFLOAD_PARAMS", "fsdp_offload_params: bf16"),
+        ("FSDP_ACTIVATION_CHECKPOINTING", "fsdp_activation_checkpointing: bf16"),
+    ],
+)
+def test_an_fsdp_setting_tier_3_does_not_run_is_refused(monkeypatch, variable, key):
+    """accelerate launch hands its config's settings over as environment variables; one that tier 3 would
+    ignore stops the run before any process group starts."""
+    pytest.importorskip("transformers")
+    from alignlab.errors import ConfigError
+    from full_scale import FullScaleTask
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv(variable, "bf16")
+    with pytest.raises(ConfigError, match=key):
+        FullScaleTask(model="tiny", device="cpu")
+
+
+def test_fsdp_with_lora_or_fsdp1_is_refused(monkeypatch):
+    pytest.importorskip("transformers")
+    from alignlab.errors import ConfigError
+    from full_scale import FullScaleTask
+
+    with pytest.raises(ConfigError, match="task.lora_r"):
+        FullScaleTask(model="tiny", device="cpu", distributed="fsdp", lora_r=4)
+    monkeypatch.setenv("FSDP_VERSION", "1")
+    with pytest.raises(ConfigError, match="fsdp_version=1"):
+        FullScaleTask(model="tiny", device="cpu", distributed="fsdp")
