@@ -11,7 +11,6 @@ adapters disabled. Launched with `accelerate launch` on several processes, train
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 import sys
@@ -45,6 +44,7 @@ from full_scale.fsdp import FSDPEngine, all_done, check_fsdp, fsdp_requested, sh
 from full_scale.models import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model
 from full_scale.policy import AdapterOffReference, DistributedPolicy, FullScalePolicy, unwrap
 from full_scale.rewards import JUDGE_SCORINGS, LengthReward, LLMJudge, MathReward, RewardModel
+from full_scale.vllm_backend import PushingEngine, VLLMEngine, VLLMPolicy, check_vllm_installed
 
 REWARDS = ("length", "reward_model", "judge", "math", "arithmetic")
 VERIFIABLE = ("math", "arithmetic")
@@ -132,16 +132,14 @@ class FullScaleTask:
             raise ConfigError(
                 f"task.generation_backend={generation_backend} is unknown", "use transformers (default) or vllm"
             )
-        if generation_backend == "vllm":
-            if importlib.util.find_spec("vllm") is None:
+        self.vllm = generation_backend == "vllm"
+        if self.vllm:
+            check_vllm_installed()
+            if lora_r or distributed == "fsdp" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
                 raise ConfigError(
-                    "task.generation_backend=vllm needs the vllm package, which is not installed",
-                    "pip install vllm (on a CUDA machine), or use task.generation_backend=transformers",
+                    "task.generation_backend=vllm runs one colocated engine for a full fine-tune on one process",
+                    "set task.lora_r=0 and launch without accelerate, or use task.generation_backend=transformers",
                 )
-            raise ConfigError(
-                "the vllm generation backend is documented but not wired into this version",
-                "use task.generation_backend=transformers",
-            )
         for key, value, interval in (
             ("lora_r", lora_r, "[0, inf)"),
             ("lora_alpha", lora_alpha, "(0, inf)"),
@@ -253,6 +251,7 @@ class FullScaleTask:
         self.judge_is_policy = reward == "judge" and judge == "self"
         self._peft = None
         self._value = None
+        self._vllm = None
         self.last_samples: list[dict] = []
 
     # ---- helpers -----------------------------------------------------------------------------------------
@@ -347,7 +346,13 @@ class FullScaleTask:
             model = copy.deepcopy(self.base)
             if self.mixed_precision:  # fp32 master weights (and so fp32 Adam states) under 16-bit compute
                 model = model.float()
-            policy = self._wrap(self._trainable(model.requires_grad_(True)))
+            model = self._trainable(model.requires_grad_(True))
+            if self.vllm:
+                if self._vllm is None:
+                    self._vllm = VLLMEngine(self.base, self.tokenizer, self.dtype, self.device, self.max_context)
+                policy = VLLMPolicy(model, self._vllm, **self.policy_kwargs)
+            else:
+                policy = self._wrap(model)
             if self.fsdp:
                 shard(policy.model)
                 policy.sharded, policy.stop_together = True, all_done
@@ -405,6 +410,8 @@ class FullScaleTask:
         if self.fsdp:
             value = [self._value] if self._value is not None else []
             return FSDPEngine([self._policy.model, *value], params, lr, max_grad_norm)
+        if self.vllm:
+            return PushingEngine(TorchEngine(params, lr, max_grad_norm), self._policy)
         if self.accelerator is None:
             return TorchEngine(params, lr, max_grad_norm)
         return AccelerateEngine(self.accelerator, params, lr, max_grad_norm)

@@ -196,6 +196,8 @@ BAD_INPUT = [
     ([*T3, "task.lora_r=4", "task.lora_alpha=0"], "task.lora_alpha"),
     ([*T3, "task.mixed_precision=true"], "task.mixed_precision"),
     ([*T3, "task.dtype=bfloat16", "task.lora_r=4", "task.mixed_precision=true"], "task.mixed_precision"),
+    ([*T3, "task.distributed=fsdp", "task.lora_r=4"], "task.lora_r"),
+    ([*T3, "task.generation_backend=vllm"], "task.generation_backend"),  # vllm is not in the test venv
 ]
 
 BAD_FILES = {
