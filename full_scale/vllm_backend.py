@@ -38,7 +38,7 @@ def check_vllm_installed() -> None:
 class VLLMEngine:
     """A vLLM `LLM` over a saved copy of `model`, with the weights of whichever policy sampled last."""
 
-    def __init__(self, model: nn.Module, tokenizer, dtype: torch.dtype, device: torch.device, max_context: int):
+    def __init__(self, model: nn.Module, tokenizer, dtype: torch.dtype, device: torch.device, max_context: int | None):
         # In this process (no engine-core subprocess): weights move by reference, and the engine's seed-driven
         # sampling stays reproducible.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -47,7 +47,8 @@ class VLLMEngine:
 
         self.directory = tempfile.TemporaryDirectory(prefix="alignlab-vllm-")
         model.save_pretrained(self.directory.name)
-        tokenizer.save_pretrained(self.directory.name)
+        if tokenizer is not None:  # None: token ids in and out only (the GPU benchmark's random model)
+            tokenizer.save_pretrained(self.directory.name)
         try:
             self.llm = LLM(
                 model=self.directory.name,
@@ -58,8 +59,10 @@ class VLLMEngine:
                 logprobs_mode="processed_logprobs",
                 generation_config="vllm",  # only the sampling settings alignlab passes
                 gpu_memory_utilization=0.3,
+                skip_tokenizer_init=tokenizer is None,
             )
-            self.llm.generate([{"prompt_token_ids": [tokenizer.eos_token_id]}], use_tqdm=False)  # kernels fail here
+            warmup = {"prompt_token_ids": [model.config.eos_token_id or 0]}
+            self.llm.generate([warmup], use_tqdm=False)  # an unsupported kernel fails here, before training
         except Exception as error:  # vLLM raises many types for a model it cannot run; the message is what helps
             message = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
             raise ConfigError(
