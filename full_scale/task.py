@@ -21,14 +21,14 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from alignlab.core.engine import TorchEngine
 from alignlab.core.roles import ROLES
-from alignlab.core.types import Rollout, select
+from alignlab.core.types import Rollout
 from alignlab.errors import ConfigError, DataError, check_range
 from alignlab.lm.policy import CausalLMValue, TokenCompletions, model_max_context
 from alignlab.storage.rundir import atomic_write_bytes
+from full_scale import evaluation
 from full_scale.arithmetic import arithmetic_problems
 from full_scale.data import (
     PairRecord,
@@ -42,7 +42,7 @@ from full_scale.data import (
 from full_scale.engine import AccelerateEngine, check_mixed_precision
 from full_scale.fsdp import FSDPEngine, all_done, check_fsdp, fsdp_requested, shard, start_processes
 from full_scale.models import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model
-from full_scale.policy import AdapterOffReference, DistributedPolicy, FullScalePolicy, unwrap
+from full_scale.policy import AdapterOffReference, DistributedPolicy, FullScalePolicy
 from full_scale.rewards import JUDGE_SCORINGS, LengthReward, LLMJudge, MathReward, RewardModel
 from full_scale.vllm_backend import PushingEngine, VLLMEngine, VLLMPolicy, check_vllm_installed
 
@@ -61,17 +61,6 @@ class NamedReward:
 
     def __call__(self, prompts: list, completions: TokenCompletions) -> torch.Tensor:
         return self.task.score_with(self.name, prompts, completions)
-
-
-def mean_and_error(name: str, values: torch.Tensor) -> dict[str, float]:
-    """`name`: the mean of per-sample values; `name_se`: its standard error, s.d. / sqrt(n), treating the
-    samples as independent (k samples of one prompt are not quite: the error of a difference on the same
-    prompts is smaller, of a new prompt set larger). With one sample there is no error to give."""
-    values = values.double()
-    out = {name: values.mean().item()}
-    if len(values) > 1:
-        out[f"{name}_se"] = (values.std() / len(values) ** 0.5).item()
-    return out
 
 
 class FullScaleTask:
@@ -483,26 +472,8 @@ class FullScaleTask:
             return None
         return torch.tensor([i for i, d in enumerate(domains) if d in wanted], dtype=torch.long)
 
-    @torch.no_grad()
     def evaluate_rewards(self, policy, generator: torch.Generator, rewards: dict) -> dict[str, float]:
-        """Each reward's mean on the held-out prompts of its kind (rows_for), on the samples of the evaluation
-        that just ran (the same policy) so that the components and the mixture are measured on one sample."""
-        policy = unwrap(policy)
-        cached, self._eval_cache = self._eval_cache, None
-        if cached is not None and cached[0] is policy:
-            prompts, samples = cached[1], cached[2]
-        else:
-            k = self.eval_samples_per_prompt
-            prompts = [p for p in self.eval_prompts for _ in range(k)]
-            samples = policy.sample(self.eval_prompts, k, generator)
-        result = {}
-        for key, fn in rewards.items():
-            rows = self.rows_for(getattr(fn, "name", key), prompts)
-            if rows is None:
-                result[key] = float(fn(prompts, samples).mean())
-            elif len(rows):
-                result[key] = float(fn(select(prompts, rows), select(samples, rows)).mean())
-        return result
+        return evaluation.evaluate_rewards(self, policy, generator, rewards)
 
     def sample_prompts(self, count: int, generator: torch.Generator) -> list:
         # Every process draws the same count * world indices (their generators stay in step) and keeps its share.
@@ -573,64 +544,8 @@ class FullScaleTask:
             tokens[i, : len(r)], mask[i, : len(r)] = r, 1.0
         return TokenCompletions(tokens, mask)
 
-    @torch.no_grad()
     def evaluate(self, policy, generator: torch.Generator) -> dict[str, float]:
-        """On the held-out prompts: mean reward and length of policy samples, KL(pi || pi_ref) estimated
-        from them (sum over tokens of log pi - log pi_ref, averaged), and the win rate of a policy sample
-        against a reference sample of the same prompt under the task's reward or judge (ties count 1/2). In a
-        mixture's prompt set the reward and win rate are those of the prompts the task's reward scores
-        (rows_for); the samples are kept for evaluate_rewards."""
-        policy = unwrap(policy)
-        reference = AdapterOffReference(policy) if self.lora is not None else (self._reference or self.make_reference())
-        k = self.eval_samples_per_prompt
-        prompts = [p for p in self.eval_prompts for _ in range(k)]
-        rows = self.rows_for(self.reward_name, prompts)
-        scored = prompts if rows is None else select(prompts, rows)
-
-        def score(samples: TokenCompletions) -> torch.Tensor:
-            return self.reward(scored, samples if rows is None else select(samples, rows))
-
-        phases = 3 + (2 * (self._reference_eval is None) + self.judge_is_policy if self.win_rate else 0)
-        bar = tqdm(total=phases, desc=f"evaluation on {len(prompts)} samples", unit="phase", delay=2.0, leave=False)
-        samples = policy.sample(self.eval_prompts, k, generator)
-        self._eval_cache = (policy, prompts, samples)
-        bar.update(1)
-        rewards = score(samples)
-        bar.update(1)
-        kl = policy.logprobs(prompts, samples).sum() - reference.logprobs(prompts, samples).sum()
-        bar.update(1)
-        result = mean_and_error("reward", rewards) | mean_and_error("kl_ref", kl)
-        result |= mean_and_error("mean_length", samples.lengths)
-        reference_texts = None
-        if self.win_rate:
-            # The reference is frozen: its held-out samples are drawn and scored once per run, not at every
-            # evaluation; only a judge that is the policy itself must score them again.
-            if self._reference_eval is None:
-                reference_samples = reference.sample(self.eval_prompts, k, generator)
-                bar.update(1)
-                self._reference_eval = (reference_samples, score(reference_samples))
-                bar.update(1)
-            reference_samples, reference_rewards = self._reference_eval
-            if self.judge_is_policy:
-                reference_rewards = score(reference_samples)
-                bar.update(1)
-            wins = (rewards > reference_rewards).float() + 0.5 * (rewards == reference_rewards).float()
-            result |= mean_and_error("win_rate", wins)
-            result["reference_reward"] = reference_rewards.mean().item()
-            reference_texts = self.decode(reference_samples)
-        bar.close()
-        if isinstance(self.reward_fn, LLMJudge) and self.reward_fn.scoring == "generate" and self.reward_fn.calls:
-            result["judge_parse_failures"] = self.reward_fn.parse_failures / self.reward_fn.calls
-        texts = self.decode(samples)
-        per_row = [None] * len(prompts)
-        for i, r in zip(range(len(prompts)) if rows is None else rows.tolist(), rewards.tolist(), strict=True):
-            per_row[i] = r
-        self.last_samples = [
-            {"prompt": self.record(p).text, "policy": t, "reward": per_row[i]}
-            | ({"reference": reference_texts[i]} if reference_texts else {})
-            for i, (p, t) in enumerate(zip(prompts, texts, strict=False))
-        ]
-        return result
+        return evaluation.evaluate(self, policy, generator)
 
     def artifacts(self, policy, run_dir: Path) -> None:
         """samples.jsonl: the last evaluation's held-out prompts with policy (and reference) answers (rank 0
