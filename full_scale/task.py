@@ -40,7 +40,15 @@ from full_scale.data import (
     sample_file,
 )
 from full_scale.engine import AccelerateEngine, check_mixed_precision
-from full_scale.fsdp import FSDPEngine, all_done, check_fsdp, fsdp_requested, shard, start_processes
+from full_scale.fsdp import (
+    FSDPEngine,
+    all_done,
+    check_fsdp,
+    check_not_deepspeed,
+    fsdp_requested,
+    shard,
+    start_processes,
+)
 from full_scale.models import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model
 from full_scale.policy import AdapterOffReference, DistributedPolicy, FullScalePolicy
 from full_scale.rewards import JUDGE_SCORINGS, LengthReward, LLMJudge, MathReward, RewardModel
@@ -160,6 +168,7 @@ class FullScaleTask:
 
         # 1. processes: with several (accelerate launch), each draws its own share of every round's prompts
         self.accelerator = None
+        check_not_deepspeed()
         self.fsdp = fsdp_requested(distributed)
         if self.fsdp:
             check_fsdp(self.lora is not None)

@@ -120,3 +120,13 @@ def test_fsdp_with_lora_or_fsdp1_is_refused(monkeypatch):
     monkeypatch.setenv("FSDP_VERSION", "1")
     with pytest.raises(ConfigError, match="fsdp_version=1"):
         FullScaleTask(model="tiny", device="cpu", distributed="fsdp")
+
+
+def test_a_deepspeed_launch_is_refused(monkeypatch):
+    pytest.importorskip("transformers")
+    from alignlab.errors import ConfigError
+    from full_scale import FullScaleTask
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(ConfigError, match="DEEPSPEED.*not wired"):
+        FullScaleTask(model="tiny", device="cpu")
