@@ -9,6 +9,12 @@ Prompts are random token ids; the reward is the completion length (the model is 
     python benchmarks/bench_full_scale_gpu.py                     # on a GPU (H100 peak by default)
     python benchmarks/bench_full_scale_gpu.py --peak-tflops 989   # dense bf16 peak of the GPU, in TFLOP/s
     python benchmarks/bench_full_scale_gpu.py --tiny              # the same code path on a CPU, tiny model
+    python benchmarks/bench_full_scale_gpu.py --lora-r 0 --objectives dpo grpo   # full fine-tuning, FSDP2
+
+Full fine-tuning (`--lora-r 0`) runs as tier 3 runs it: fp32 master weights and Adam states under bf16
+autocast, sharded by FSDP2 (full_scale/fsdp.py) on a group of one device; at 16 B/param plus the bf16
+reference it needs about 131 GB before activations, so DPO and GRPO fit an H200 (141 GB) and PPO's value model
+does not. Generation is timed first, with the policy's own loop and, when vllm is installed, with vLLM.
 
 Reported per objective: trained tokens/s (prompt + completion tokens through forward and backward, per
 second of wall time including sampling), MFU = 6 * N * tokens/s / peak (N = all parameters; with LoRA the
@@ -30,11 +36,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from torch import nn
 
+from alignlab.core.engine import TorchEngine
 from alignlab.core.objectives import DPO, GRPO, PPO
 from alignlab.core.sampling import SamplingConfig
 from alignlab.core.train import TrainConfig, train
 from alignlab.core.types import Rollout
 from alignlab.lm.policy import CausalLMValue, TokenCompletions
+from full_scale.fsdp import FSDPEngine, all_done, shard, start_processes
 from full_scale.policy import AdapterOffReference, FullScalePolicy
 
 OBJECTIVES = {"dpo": DPO, "grpo": lambda: GRPO(kl_coef=0.04), "ppo": PPO}
@@ -112,8 +120,12 @@ class BenchTask:
         return model
 
     def make_policy(self):
-        if self.lora is None:
-            self.policy = FullScalePolicy(self._trainable(copy.deepcopy(self.base).requires_grad_(True)), **self.kwargs)
+        if self.lora is None:  # fp32 master weights under bf16 autocast, sharded by FSDP2 (here on one device)
+            start_processes(self.device.type)
+            model = shard(self._trainable(copy.deepcopy(self.base).float().requires_grad_(True)))
+            autocast = None if self.args.tiny else torch.bfloat16
+            self.policy = FullScalePolicy(model, autocast_dtype=autocast, **self.kwargs)
+            self.policy.sharded, self.policy.stop_together = True, all_done
         else:
             from peft import LoraConfig, get_peft_model
 
@@ -147,6 +159,11 @@ class BenchTask:
             trunk = inject_adapter_in_model(LoraConfig(**self.lora), trunk)
         return CausalLMValue(self._trainable(trunk), 0, self.args.prompt_len + self.args.new_tokens).to(self.device)
 
+    def make_engine(self, params: list, lr: float, max_grad_norm: float | None):
+        if self.lora is None:
+            return FSDPEngine([self.policy.model], params, lr, max_grad_norm)
+        return TorchEngine(params, lr, max_grad_norm)
+
     def reward(self, prompts: list, completions: TokenCompletions) -> torch.Tensor:
         return completions.lengths.float() / self.args.new_tokens
 
@@ -162,6 +179,48 @@ class BenchTask:
 
     def evaluate(self, policy, generator: torch.Generator) -> dict[str, float]:
         return {"reward": 0.0, "kl_ref": 0.0}
+
+
+def generation_speed(args, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
+    """Generated tokens/s for one batch of prompts_per_round x samples_per_prompt completions of new_tokens
+    (the random model rarely stops early): the policy's own KV-cached loop, then vLLM when it is installed."""
+    import importlib.util
+
+    task = BenchTask(args, device, dtype)
+    policy = FullScalePolicy(task.base, **task.kwargs)
+    prompts = task.prompts[: args.prompts]
+    speeds = {}
+    for attempt in ("warm-up", "transformers"):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        completions = policy.sample(prompts, args.samples, torch.Generator().manual_seed(0))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        speeds[attempt] = completions.mask.sum().item() / (time.perf_counter() - started)
+    del speeds["warm-up"]
+    if importlib.util.find_spec("vllm") is not None and not args.tiny:
+        from full_scale.vllm_backend import VLLMEngine, VLLMPolicy
+
+        started = time.perf_counter()
+        engine = VLLMEngine(task.base, None, dtype, device, args.prompt_len + args.new_tokens)
+        speeds["vllm start-up (s)"] = time.perf_counter() - started
+        sampler = VLLMPolicy(task.base, engine, **task.kwargs)
+        sampler.sample(prompts, args.samples, torch.Generator().manual_seed(0))  # the weight push, not timed
+        started = time.perf_counter()
+        completions = sampler.sample(prompts, args.samples, torch.Generator().manual_seed(1))
+        speeds["vllm"] = completions.mask.sum().item() / (time.perf_counter() - started)
+        del engine, sampler
+    del task, policy
+    gc.collect()
+    return speeds
+
+
+def print_generation(speeds: dict[str, float]) -> None:
+    print("| generation | tokens/s |")
+    print("|---|---|")
+    for name, value in speeds.items():
+        print(f"| {name} | {value:.1f} |")
 
 
 def models_held(objective: str, lora_r: int) -> str:
@@ -181,7 +240,7 @@ def run(name: str, args, device: torch.device, dtype: torch.dtype) -> dict:
     config = TrainConfig(iterations=args.warmup + args.steps, lr=1e-5, eval_every=10**9, progress=False)
     _, rows, _ = train(task, OBJECTIVES[name](), sampling, config, seed=0)
     # Steady state: the iterations after the warm-up ones (CUDA kernels and allocator settle in the first).
-    timed = rows[args.warmup :]
+    timed = rows[1 + args.warmup :]  # rows[0] is the evaluation before training
     seconds = sum(r["time/iteration"] for r in timed)
     tokens_per_s = task.trained_tokens / seconds
     result = {
@@ -229,6 +288,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print("bench_full_scale_gpu: this GPU has no bfloat16. Fix: use an Ampere or newer GPU.", file=sys.stderr)
             sys.exit(2)
     torch.manual_seed(0)
+    print_generation(generation_speed(args, device, dtype))
     results = []
     for name in args.objectives:
         started = time.perf_counter()

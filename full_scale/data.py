@@ -230,6 +230,10 @@ def parse_pair(row: dict, where: str) -> PairRecord:
     for name, text in (("chosen", chosen_text), ("rejected", rejected_text)):
         if not text.strip():
             raise DataError(f"{where}: the {name} answer is empty", "write an answer or delete the row")
+    if chosen_text.strip() == rejected_text.strip():  # a pair with no preference: every loss on it is constant
+        raise DataError(
+            f"{where}: chosen and rejected are the same answer", "give the row two different answers, or delete it"
+        )
     return PairRecord(PromptRecord(prompt, None, where), chosen_text, rejected_text)
 
 

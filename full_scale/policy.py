@@ -21,15 +21,24 @@ class FullScalePolicy(CausalLMPolicy):
     def __init__(self, model: nn.Module, *, adapter_only: bool = False, **kwargs):
         super().__init__(model, **kwargs)
         self.adapter_only = adapter_only
+        self.sharded = False  # FSDP: state dicts are gathered to full tensors (full_scale/fsdp.py)
         self.trainable_keys = frozenset(n for n, p in self.named_parameters() if p.requires_grad)
 
     def state_dict(self, *args, **kwargs) -> dict:
+        if self.sharded and not args and not kwargs:
+            from full_scale.fsdp import full_state_dict
+
+            return {f"model.{k}": v for k, v in full_state_dict(self.model).items()}
         state = super().state_dict(*args, **kwargs)
         if not self.adapter_only or args or kwargs.get("prefix"):
             return state
         return {k: v for k, v in state.items() if k in self.trainable_keys}
 
     def load_state_dict(self, state: dict, strict: bool = True, assign: bool = False):
+        if self.sharded:
+            from full_scale.fsdp import load_full_state_dict
+
+            return load_full_state_dict(self.model, {k.removeprefix("model."): v for k, v in state.items()})
         if not self.adapter_only:
             return super().load_state_dict(state, strict=strict, assign=assign)
         result = super().load_state_dict(state, strict=False, assign=assign)

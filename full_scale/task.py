@@ -11,7 +11,6 @@ adapters disabled. Launched with `accelerate launch` on several processes, train
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 import sys
@@ -22,13 +21,14 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from alignlab.core.engine import TorchEngine
 from alignlab.core.roles import ROLES
-from alignlab.core.types import Rollout, select
+from alignlab.core.types import Rollout
 from alignlab.errors import ConfigError, DataError, check_range
 from alignlab.lm.policy import CausalLMValue, TokenCompletions, model_max_context
 from alignlab.storage.rundir import atomic_write_bytes
+from full_scale import evaluation
 from full_scale.arithmetic import arithmetic_problems
 from full_scale.data import (
     PairRecord,
@@ -39,9 +39,20 @@ from full_scale.data import (
     load_prompts,
     sample_file,
 )
+from full_scale.engine import AccelerateEngine, check_mixed_precision
+from full_scale.fsdp import (
+    FSDPEngine,
+    all_done,
+    check_fsdp,
+    check_not_deepspeed,
+    fsdp_requested,
+    shard,
+    start_processes,
+)
 from full_scale.models import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model
-from full_scale.policy import AdapterOffReference, DistributedPolicy, FullScalePolicy, unwrap
+from full_scale.policy import AdapterOffReference, DistributedPolicy, FullScalePolicy
 from full_scale.rewards import JUDGE_SCORINGS, LengthReward, LLMJudge, MathReward, RewardModel
+from full_scale.vllm_backend import PushingEngine, VLLMEngine, VLLMPolicy, check_vllm_installed
 
 REWARDS = ("length", "reward_model", "judge", "math", "arithmetic")
 VERIFIABLE = ("math", "arithmetic")
@@ -93,10 +104,11 @@ class FullScaleTask:
         max_operand: int = 12,
         operations: str = "+",
         eval_prompts: int = 8,
-        eval_samples_per_prompt: int = 2,
+        eval_samples_per_prompt: int = 8,
         win_rate: bool | None = None,
         generation_backend: str = "transformers",
         distributed: str = "auto",
+        mixed_precision: bool | None = None,
     ):
         # 0. validate what needs no model, so a typo fails in a second
         if reward not in REWARDS:
@@ -117,18 +129,17 @@ class FullScaleTask:
             raise ConfigError(
                 f"task.generation_backend={generation_backend} is unknown", "use transformers (default) or vllm"
             )
-        if generation_backend == "vllm":
-            if importlib.util.find_spec("vllm") is None:
+        self.vllm = generation_backend == "vllm"
+        if self.vllm:
+            check_vllm_installed()
+            if lora_r or distributed == "fsdp" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
                 raise ConfigError(
-                    "task.generation_backend=vllm needs the vllm package, which is not installed",
-                    "pip install vllm (on a CUDA machine), or use task.generation_backend=transformers",
+                    "task.generation_backend=vllm runs one colocated engine for a full fine-tune on one process",
+                    "set task.lora_r=0 and launch without accelerate, or use task.generation_backend=transformers",
                 )
-            raise ConfigError(
-                "the vllm generation backend is documented but not wired into this version",
-                "use task.generation_backend=transformers",
-            )
         for key, value, interval in (
             ("lora_r", lora_r, "[0, inf)"),
+            ("lora_alpha", lora_alpha, "(0, inf)"),
             ("lora_dropout", lora_dropout, "[0, 1)"),
             ("eval_prompts", eval_prompts, "[1, inf)"),
             ("eval_samples_per_prompt", eval_samples_per_prompt, "[1, inf)"),
@@ -157,14 +168,21 @@ class FullScaleTask:
 
         # 1. processes: with several (accelerate launch), each draws its own share of every round's prompts
         self.accelerator = None
-        if distributed == "on" or (distributed == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1):
+        check_not_deepspeed()
+        self.fsdp = fsdp_requested(distributed)
+        if self.fsdp:
+            check_fsdp(self.lora is not None)
+        elif distributed == "on" or (distributed == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1):
             from accelerate import Accelerator
 
             self.accelerator = Accelerator(cpu=device == "cpu")
         self.rank = 0 if self.accelerator is None else self.accelerator.process_index
         self.world = 1 if self.accelerator is None else self.accelerator.num_processes
         self.device = self.accelerator.device if self.accelerator is not None else pick_device(device)
+        if self.fsdp:
+            self.rank, self.world, self.device = start_processes(device)
         self.dtype = pick_dtype(dtype, self.device)
+        self.mixed_precision = check_mixed_precision(mixed_precision, self.dtype, self.lora is not None)
         self.gradient_checkpointing = (
             self.device.type == "cuda" if gradient_checkpointing is None else gradient_checkpointing
         )
@@ -209,6 +227,7 @@ class FullScaleTask:
             max_context=self.max_context,
             logprob_batch_size=logprob_batch_size,
             progress="generation",
+            autocast_dtype=self.dtype if self.mixed_precision else None,
         )
         self.records: dict[tuple, PromptRecord] = {}
         self.train_prompts = [self.encode(r) for r in train_records]
@@ -229,6 +248,8 @@ class FullScaleTask:
         self._reference_eval: tuple[TokenCompletions, torch.Tensor] | None = None
         self.judge_is_policy = reward == "judge" and judge == "self"
         self._peft = None
+        self._value = None
+        self._vllm = None
         self.last_samples: list[dict] = []
 
     # ---- helpers -----------------------------------------------------------------------------------------
@@ -320,7 +341,19 @@ class FullScaleTask:
         """Full fine-tuning: a trainable copy of the base model. LoRA: adapters on the base model itself
         (fresh ones on each call), so the base is held once and doubles as the reference."""
         if self.lora is None:
-            policy = self._wrap(self._trainable(copy.deepcopy(self.base).requires_grad_(True)))
+            model = copy.deepcopy(self.base)
+            if self.mixed_precision:  # fp32 master weights (and so fp32 Adam states) under 16-bit compute
+                model = model.float()
+            model = self._trainable(model.requires_grad_(True))
+            if self.vllm:
+                if self._vllm is None:
+                    self._vllm = VLLMEngine(self.base, self.tokenizer, self.dtype, self.device, self.max_context)
+                policy = VLLMPolicy(model, self._vllm, **self.policy_kwargs)
+            else:
+                policy = self._wrap(model)
+            if self.fsdp:
+                shard(policy.model)
+                policy.sharded, policy.stop_together = True, all_done
         else:
             from peft import LoraConfig, get_peft_model
             from peft.tuners.lora import LoraLayer
@@ -350,14 +383,36 @@ class FullScaleTask:
         frozen with its own LoRA adapters when the policy uses LoRA."""
         # The base holds the policy's adapters once LoRA is on: copy it without them.
         trunk = copy.deepcopy(self._peft).unload() if self._peft is not None else copy.deepcopy(self.base)
+        if self.mixed_precision:
+            trunk = trunk.float()
         trunk.requires_grad_(self.lora is None)
         if self.lora is not None:
             from peft import LoraConfig, inject_adapter_in_model
 
             trunk = inject_adapter_in_model(LoraConfig(**self.lora), trunk)
-        value = CausalLMValue(self._trainable(trunk), self.tokenizer.pad_token_id, self.max_context)
+        value = CausalLMValue(
+            self._trainable(trunk),
+            self.tokenizer.pad_token_id,
+            self.max_context,
+            autocast_dtype=self.policy_kwargs["autocast_dtype"],
+        )
+        if self.fsdp:
+            shard(value.trunk, root=value.to(self.device))
+            self._value = value
+            return value
         value = value.to(self.device)
         return self.accelerator.prepare_model(value) if self.accelerator is not None else value
+
+    def make_engine(self, params: list, lr: float, max_grad_norm: float | None):
+        """The training engine (alignlab/core/engine.py): plain torch on one process, `accelerate` on several."""
+        if self.fsdp:
+            value = [self._value] if self._value is not None else []
+            return FSDPEngine([self._policy.model, *value], params, lr, max_grad_norm)
+        if self.vllm:
+            return PushingEngine(TorchEngine(params, lr, max_grad_norm), self._policy)
+        if self.accelerator is None:
+            return TorchEngine(params, lr, max_grad_norm)
+        return AccelerateEngine(self.accelerator, params, lr, max_grad_norm)
 
     def reward(self, prompts: list, completions: TokenCompletions) -> torch.Tensor:
         return self.score_with(self.reward_name, prompts, completions)
@@ -426,26 +481,8 @@ class FullScaleTask:
             return None
         return torch.tensor([i for i, d in enumerate(domains) if d in wanted], dtype=torch.long)
 
-    @torch.no_grad()
     def evaluate_rewards(self, policy, generator: torch.Generator, rewards: dict) -> dict[str, float]:
-        """Each reward's mean on the held-out prompts of its kind (rows_for), on the samples of the evaluation
-        that just ran (the same policy) so that the components and the mixture are measured on one sample."""
-        policy = unwrap(policy)
-        cached, self._eval_cache = self._eval_cache, None
-        if cached is not None and cached[0] is policy:
-            prompts, samples = cached[1], cached[2]
-        else:
-            k = self.eval_samples_per_prompt
-            prompts = [p for p in self.eval_prompts for _ in range(k)]
-            samples = policy.sample(self.eval_prompts, k, generator)
-        result = {}
-        for key, fn in rewards.items():
-            rows = self.rows_for(getattr(fn, "name", key), prompts)
-            if rows is None:
-                result[key] = float(fn(prompts, samples).mean())
-            elif len(rows):
-                result[key] = float(fn(select(prompts, rows), select(samples, rows)).mean())
-        return result
+        return evaluation.evaluate_rewards(self, policy, generator, rewards)
 
     def sample_prompts(self, count: int, generator: torch.Generator) -> list:
         # Every process draws the same count * world indices (their generators stay in step) and keeps its share.
@@ -477,6 +514,13 @@ class FullScaleTask:
                 "add pairs or use fewer processes",
             )
         shard = self.pairs[:usable][self.rank :: self.world]
+        if num_prompts > len(shard):
+            per_process = f" per process on {self.world}" if self.world > 1 else ""
+            raise ConfigError(
+                f"sampling.offline_prompts={num_prompts} asks for more pairs than "
+                f"{self.pairs_path or 'the sample pairs file'} has ({len(shard)}{per_process})",
+                f"set sampling.offline_prompts={len(shard)} or fewer, or give more pairs",
+            )
         chosen_idx = torch.randperm(len(shard), generator=generator)[:num_prompts].tolist()
         prompts, texts = [], []
         for i in chosen_idx:
@@ -509,63 +553,8 @@ class FullScaleTask:
             tokens[i, : len(r)], mask[i, : len(r)] = r, 1.0
         return TokenCompletions(tokens, mask)
 
-    @torch.no_grad()
     def evaluate(self, policy, generator: torch.Generator) -> dict[str, float]:
-        """On the held-out prompts: mean reward and length of policy samples, KL(pi || pi_ref) estimated
-        from them (sum over tokens of log pi - log pi_ref, averaged), and the win rate of a policy sample
-        against a reference sample of the same prompt under the task's reward or judge (ties count 1/2). In a
-        mixture's prompt set the reward and win rate are those of the prompts the task's reward scores
-        (rows_for); the samples are kept for evaluate_rewards."""
-        policy = unwrap(policy)
-        reference = AdapterOffReference(policy) if self.lora is not None else (self._reference or self.make_reference())
-        k = self.eval_samples_per_prompt
-        prompts = [p for p in self.eval_prompts for _ in range(k)]
-        rows = self.rows_for(self.reward_name, prompts)
-        scored = prompts if rows is None else select(prompts, rows)
-
-        def score(samples: TokenCompletions) -> torch.Tensor:
-            return self.reward(scored, samples if rows is None else select(samples, rows))
-
-        phases = 3 + (2 * (self._reference_eval is None) + self.judge_is_policy if self.win_rate else 0)
-        bar = tqdm(total=phases, desc=f"evaluation on {len(prompts)} samples", unit="phase", delay=2.0, leave=False)
-        samples = policy.sample(self.eval_prompts, k, generator)
-        self._eval_cache = (policy, prompts, samples)
-        bar.update(1)
-        rewards = score(samples)
-        bar.update(1)
-        kl = (policy.logprobs(prompts, samples).sum() - reference.logprobs(prompts, samples).sum()).mean()
-        bar.update(1)
-        result = {"reward": rewards.mean().item(), "kl_ref": kl.item(), "mean_length": samples.lengths.mean().item()}
-        reference_texts = None
-        if self.win_rate:
-            # The reference is frozen: its held-out samples are drawn and scored once per run, not at every
-            # evaluation; only a judge that is the policy itself must score them again.
-            if self._reference_eval is None:
-                reference_samples = reference.sample(self.eval_prompts, k, generator)
-                bar.update(1)
-                self._reference_eval = (reference_samples, score(reference_samples))
-                bar.update(1)
-            reference_samples, reference_rewards = self._reference_eval
-            if self.judge_is_policy:
-                reference_rewards = score(reference_samples)
-                bar.update(1)
-            wins = (rewards > reference_rewards).float() + 0.5 * (rewards == reference_rewards).float()
-            result["win_rate"] = wins.mean().item()
-            result["reference_reward"] = reference_rewards.mean().item()
-            reference_texts = self.decode(reference_samples)
-        bar.close()
-        if isinstance(self.reward_fn, LLMJudge) and self.reward_fn.scoring == "generate" and self.reward_fn.calls:
-            result["judge_parse_failures"] = self.reward_fn.parse_failures / self.reward_fn.calls
-        texts = self.decode(samples)
-        per_row = [None] * len(prompts)
-        for i, r in zip(range(len(prompts)) if rows is None else rows.tolist(), rewards.tolist(), strict=True):
-            per_row[i] = r
-        self.last_samples = [
-            {"prompt": self.record(p).text, "policy": t, "reward": per_row[i]}
-            | ({"reference": reference_texts[i]} if reference_texts else {})
-            for i, (p, t) in enumerate(zip(prompts, texts, strict=False))
-        ]
-        return result
+        return evaluation.evaluate(self, policy, generator)
 
     def artifacts(self, policy, run_dir: Path) -> None:
         """samples.jsonl: the last evaluation's held-out prompts with policy (and reference) answers (rank 0

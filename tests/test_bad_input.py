@@ -245,6 +245,14 @@ BAD_INPUT = [
     (["reward_mix={schedule: [{fraction: 0.5, weights: {r1: 1}}]}"], "fractions sum to 0.5, shorter"),
     (["reward_mix={schedule: [{iterations: 1, weights: {r1: 1}}]}"], "lasts 1 iterations, shorter"),
     (["-m", "sampling.prompts_per_round=8", "sampling.minibatch_prompts=2,3"], "sampling.minibatch_prompts=3 does not"),
+    # issues 16, 18 and 19 (tier 3): data accepted silently, settings that train nothing or cannot be honoured
+    ([*T3, "sampling=offline", "task.pairs=DATA/same_answers.jsonl"], "same_answers.jsonl row 2"),
+    ([*T3, "sampling=offline", "task.pairs=DATA/utf16.jsonl"], "utf16.jsonl"),
+    ([*T3, "task.lora_r=4", "task.lora_alpha=0"], "task.lora_alpha"),
+    ([*T3, "task.mixed_precision=true"], "task.mixed_precision"),
+    ([*T3, "task.dtype=bfloat16", "task.lora_r=4", "task.mixed_precision=true"], "task.mixed_precision"),
+    ([*T3, "task.distributed=fsdp", "task.lora_r=4"], "task.lora_r"),
+    ([*T3, "task.generation_backend=vllm"], "task.generation_backend"),  # vllm is not in the test venv
 ]
 
 BAD_FILES = {
@@ -255,6 +263,9 @@ BAD_FILES = {
     "null_prompt.jsonl": b'{"prompt": null}\n{"prompt": "b"}\n',
     "not_objects.jsonl": b"[1, 2]\n",
     "bad_json.jsonl": b'{"prompt": "a"}\n{"prompt": "b"\n',
+    "same_answers.jsonl": b'{"prompt": "a", "chosen": "x", "rejected": "y"}\n'
+    b'{"prompt": "b", "chosen": "z", "rejected": "z "}\n',
+    "utf16.jsonl": '{"prompt": "a", "chosen": "x", "rejected": "y"}\n'.encode("utf-16"),
 }
 
 

@@ -36,6 +36,7 @@ from alignlab.core.roles import resolve_reward
 from alignlab.core.sampling import SamplingConfig
 from alignlab.core.train import TrainConfig, train
 from alignlab.errors import ConfigError, DataError
+from alignlab.storage.run import RunStorage
 from full_scale import FullScaleTask
 from full_scale.data import load_pairs, load_prompts, sample_file
 from full_scale.policy import AdapterOffReference
@@ -172,12 +173,13 @@ def test_interrupted_run_resumes_to_the_same_numbers(task, lora_task, tmp_path, 
     t = lora_task if lora else task
     sampling = SamplingConfig(prompts_per_round=2, samples_per_prompt=2)
     whole_eval, whole_rows, whole = train(
-        t, DPO(), sampling, quick(4, checkpoint_every=1, eval_every=2), run_dir=tmp_path / "whole"
+        t, DPO(), sampling, quick(4, checkpoint_every=1, eval_every=2), hooks=[RunStorage(tmp_path / "whole")]
     )
     whole_weights = weights(whole).clone()
-    train(t, DPO(), sampling, quick(2, checkpoint_every=1, eval_every=2), run_dir=tmp_path / "cut")  # "killed" after 2
+    cut = [RunStorage(tmp_path / "cut")]
+    train(t, DPO(), sampling, quick(2, checkpoint_every=1, eval_every=2), hooks=cut)  # "killed" after 2
     resumed_eval, resumed_rows, resumed = train(
-        t, DPO(), sampling, quick(4, checkpoint_every=1, eval_every=2), run_dir=tmp_path / "cut"
+        t, DPO(), sampling, quick(4, checkpoint_every=1, eval_every=2), hooks=[RunStorage(tmp_path / "cut")]
     )
 
     def numbers(rows):

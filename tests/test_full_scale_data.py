@@ -212,3 +212,18 @@ def test_rounds_mixing_offline_and_online_data_are_recorded_with_behaviour_logps
     # set, the replay in one over the round (measured: losses equal to 1e-6).
     losses = [r["loss/total"] for r in rows[1:]]
     assert losses == pytest.approx([r["loss/total"] for r in replay_rows[1:]], rel=1e-4)
+
+
+def test_more_offline_prompts_than_pairs_is_refused_with_the_count(tmp_path):
+    """A 40-row pairs file with sampling.offline_prompts=1000 once trained on 40 pairs without a word. The
+    refusal comes when the sampler asks for the data, after the model's two loading lines, so it is tested
+    here rather than in tests/test_bad_input.py's one-line table."""
+    from tests.test_bad_input import T3, run_main
+
+    code, stderr = run_main(
+        [*T3, "sampling=offline", "sampling.offline_prompts=1000", "train.progress=false"], tmp_path
+    )
+    errors = [line for line in stderr.splitlines() if line.startswith("alignlab: error:")]
+    assert code == 2 and "Traceback" not in stderr and len(errors) == 1
+    assert "sampling.offline_prompts=1000" in errors[0] and "(40)" in errors[0]
+    assert "Fix: set sampling.offline_prompts=40 or fewer" in errors[0]

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from alignlab.core.engine import make_engine
 from alignlab.core.objectives.base import Objective
-from alignlab.core.optim import make_optimizer
 from alignlab.core.sampling import OfflineSource, Sampler, SamplingConfig, minibatches_of
 from alignlab.core.types import Rollout
 from alignlab.errors import ConfigError, NumericalError, RewardError, check_range
@@ -199,7 +199,7 @@ class Loop:
     policy: object
     reference: object
     extra_modules: list
-    optimizer: object
+    engine: object  # alignlab.core.engine: owns the optimizer, backward, clipping and the step
     sampler: Sampler
     generator: torch.Generator
     eval_generator: torch.Generator
@@ -213,7 +213,7 @@ class Loop:
         file any hook writes from it opens with torch.load(..., weights_only=True)."""
         return {
             "policy": self.policy.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.engine.state_dict(),
             "extra_modules": [m.state_dict() for m in self.extra_modules],
             "sampler": self.sampler.state_dict(),
             "generator": self.generator.get_state(),
@@ -228,7 +228,7 @@ class Loop:
     def load_state_dict(self, state: dict) -> None:
         """The state of `state_dict()`; the rows are the resuming hook's to restore (they live on disk)."""
         self.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.engine.load_state_dict(state["optimizer"])
         for module, module_state in zip(self.extra_modules, state["extra_modules"], strict=True):
             module.load_state_dict(module_state)
         self.sampler.load_state_dict(state["sampler"])
@@ -238,15 +238,6 @@ class Loop:
         self.iteration = state["iteration"]
         self.started = time.perf_counter() - state["wall_seconds"]
         self.evaluation = dict(state["final_evaluation"])
-
-
-def gradient_step(optimizer, params: list[torch.Tensor], loss: torch.Tensor, max_grad_norm: float | None) -> None:
-    """One optimizer step on `loss`: the only place the loop touches gradients."""
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if max_grad_norm is not None:
-        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-    optimizer.step()
 
 
 def train(
@@ -272,7 +263,7 @@ def train(
     extra_modules = objective.setup(task)
     params = [p for p in policy.parameters() if p.requires_grad]
     params += [p for m in extra_modules for p in m.parameters()]
-    optimizer = make_optimizer(params, lr=cfg.lr)
+    engine = make_engine(task, params, cfg.lr, cfg.max_grad_norm)
     source = next((s for s in (h.offline_source(task, sampling) for h in hooks) if s is not None), None)
     sampler = Sampler(sampling, task, policy, generator, source)
     sampler.check_rounds(cfg.iterations)
@@ -285,7 +276,7 @@ def train(
             if objective.needs_old_logps and offline.old_logps is None:
                 offline.old_logps = offline.ref_logps  # a dataset without behaviour log-probs: the reference's
 
-    loop = Loop(task, cfg, policy, reference, extra_modules, optimizer, sampler, generator, eval_generator)
+    loop = Loop(task, cfg, policy, reference, extra_modules, engine, sampler, generator, eval_generator)
     loop.started = time.perf_counter()
     for hook in hooks:
         hook.start(loop)
@@ -324,7 +315,7 @@ def train(
                 if objective.needs_old_logps and targets.rollout.old_logps is None:  # old_logps_are_current
                     targets.rollout.old_logps = logps.detach()
                 loss, metrics = objective.total_loss(targets, logps)
-                gradient_step(optimizer, params, loss, cfg.max_grad_norm)
+                engine.step(loss)  # zero_grad, backward, clip, optimizer step
                 sampler.after_update()
                 updates += 1
                 row.update({k: float(v) for k, v in metrics.items()})

@@ -21,6 +21,7 @@ Conventions (shared with the core's per-token objectives, e.g. PPO's GAE):
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass
 
@@ -134,6 +135,14 @@ def model_device(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
+def compute_precision(model: nn.Module, autocast_dtype: torch.dtype | None):
+    """The context a forward pass runs in: bf16/fp16 compute on fp32 weights under `torch.autocast` (mixed
+    precision: the optimizer keeps fp32 master weights and states), or the weights' own dtype (None)."""
+    if autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(model_device(model).type, dtype=autocast_dtype)
+
+
 def check_context(prompt_width: int, new_tokens: int, max_context: int | None) -> None:
     if max_context is not None and prompt_width + new_tokens > max_context:
         raise DataError(
@@ -174,6 +183,7 @@ class CausalLMPolicy(nn.Module):
         logprob_batch_size: int | None = None,
         response_token_ids: Tensor | None = None,
         progress: str | None = None,
+        autocast_dtype: torch.dtype | None = None,
     ):
         super().__init__()
         if max_new_tokens < 1:
@@ -203,6 +213,10 @@ class CausalLMPolicy(nn.Module):
                 )
             self.blocked = torch.ones(vocab, dtype=torch.bool)
             self.blocked[ids] = False
+        # Sharded (FSDP) models gather their weights in every forward, so all processes must decode the same
+        # number of steps: stop_together(this process is done) -> whether every process is done.
+        self.stop_together = None
+        self.autocast_dtype = autocast_dtype  # mixed precision: compute dtype over fp32 weights (None: off)
         self.progress = progress  # a label: show a progress bar (ETA, tokens/s) for generations over 2 s
         # The prompt's forward pass needs the logits of its last position only (a [N, P, vocab] product saved).
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -237,9 +251,10 @@ class CausalLMPolicy(nn.Module):
         ids, attention = ids.to(device), attention.to(device)
         position = positions(attention)
         bar, generated = generation_bar(self.progress, len(rows), self.max_new_tokens), 0
-        out = self.model(
-            input_ids=ids, attention_mask=attention, position_ids=position, use_cache=True, **self.prefill_kwargs
-        )
+        with compute_precision(self.model, self.autocast_dtype):
+            out = self.model(
+                input_ids=ids, attention_mask=attention, position_ids=position, use_cache=True, **self.prefill_kwargs
+            )
         past, logits = output_cache(out), self._restrict(out.logits[:, -1])
         cache_key = cache_keyword(self.model)
         next_position = position[:, -1] + 1
@@ -255,16 +270,20 @@ class CausalLMPolicy(nn.Module):
                 generated += int(masks[-1].sum())
                 bar.update(1)
                 bar.set_postfix_str(f"{generated / max(bar.format_dict['elapsed'], 1e-6):.0f} tokens/s")
-            if done.all() or step + 1 == self.max_new_tokens:
+            finished = bool(done.all())
+            if self.stop_together is not None:
+                finished = self.stop_together(finished)
+            if finished or step + 1 == self.max_new_tokens:
                 break
             attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
-            out = self.model(
-                input_ids=token[:, None],
-                attention_mask=attention,
-                position_ids=next_position[:, None],
-                use_cache=True,
-                **{cache_key: past},
-            )
+            with compute_precision(self.model, self.autocast_dtype):
+                out = self.model(
+                    input_ids=token[:, None],
+                    attention_mask=attention,
+                    position_ids=next_position[:, None],
+                    use_cache=True,
+                    **{cache_key: past},
+                )
             past, logits = output_cache(out), self._restrict(out.logits[:, -1])
             next_position = next_position + 1
         if bar is not None:
@@ -278,7 +297,10 @@ class CausalLMPolicy(nn.Module):
         check_context(width, length, self.max_context)
         device = model_device(self.model)
         ids = ids.to(device)
-        logits = self.model(input_ids=ids, attention_mask=attention.to(device), position_ids=position.to(device)).logits
+        with compute_precision(self.model, self.autocast_dtype):
+            logits = self.model(
+                input_ids=ids, attention_mask=attention.to(device), position_ids=position.to(device)
+            ).logits
         logits = self._restrict(logits[:, width - 1 : width - 1 + length].float()) / self.temperature
         targets = ids[:, width:]
         logps = torch.log_softmax(logits, dim=-1).gather(-1, targets[:, :, None]).squeeze(-1)
@@ -313,8 +335,15 @@ class CausalLMValue(nn.Module):
     at completion position t is read at the state before token t is emitted, as PPO's GAE expects.
     """
 
-    def __init__(self, model: nn.Module, pad_token_id: int, max_context: int | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        pad_token_id: int,
+        max_context: int | None = None,
+        autocast_dtype: torch.dtype | None = None,
+    ):
         super().__init__()
+        self.autocast_dtype = autocast_dtype
         self.trunk = getattr(model, "base_model", model)
         self.pad_token_id = pad_token_id
         self.max_context = max_context if max_context is not None else model_max_context(model)
@@ -327,9 +356,10 @@ class CausalLMValue(nn.Module):
         length = completions.tokens.shape[1]
         check_context(width, length, self.max_context)
         device = model_device(self.trunk)
-        hidden = self.trunk(
-            input_ids=ids.to(device), attention_mask=attention.to(device), position_ids=position.to(device)
-        ).last_hidden_state
+        with compute_precision(self.trunk, self.autocast_dtype):
+            hidden = self.trunk(
+                input_ids=ids.to(device), attention_mask=attention.to(device), position_ids=position.to(device)
+            ).last_hidden_state
         weight = self.head.weight
         hidden = hidden[:, width - 1 : width - 1 + length].to(device=weight.device, dtype=weight.dtype)
         return self.head(hidden).squeeze(-1).float().cpu() * completions.mask
