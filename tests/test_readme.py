@@ -36,8 +36,8 @@ MODULES = {
 HANG_GUARD_S = 1800
 # The costliest commands: the self-judge generates a verdict for every scored sample, one at a time.
 SLOW = re.compile(r"task\.reward=judge")
-SUMMARY_LINE = re.compile(r"-> (\S+summary\.json)\s*$", re.M)
-SKIPPED_LINE = re.compile(r"^alignlab: (\S+) is already done", re.M)
+SUMMARY_LINE = re.compile(r" -> (.+?summary\.json)\s*$", re.M)  # a run directory named after overrides may hold spaces
+SKIPPED_LINE = re.compile(r"^alignlab: (.+?) is already done", re.M)
 RUN_PATH = re.compile(r"(?:^|=)((?:outputs|multirun)/[\w.,=/-]+)")
 
 
