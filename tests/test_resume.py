@@ -24,7 +24,7 @@ import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
-from alignlab.errors import ConfigError
+from alignlab.errors import ConfigError, DataError
 from alignlab.runs import cli
 from alignlab.storage import rundir
 
@@ -357,3 +357,30 @@ def test_sigkill_of_a_num_seeds_run_then_resume_matches_an_uninterrupted_run(tmp
     for summary in aggregate:  # what results() drops: the one time in it
         summary.pop("wall_seconds")
     assert aggregate[0] == aggregate[1]
+
+
+def test_metrics_rewritten_under_a_wider_header_after_the_last_checkpoint_are_restored_to_its_rows(tmp_path):
+    """A row that brings a new column rewrites metrics.csv whole; the checkpoint that records it is written in the
+    background, so a kill in between leaves the older checkpoint beside the wider file (seen in CI: a SIGKILLed
+    num_seeds=3 run refused to resume, 'does not hold the rows its checkpoint recorded')."""
+    path = tmp_path / "metrics.csv"
+    early = [{"iteration": 0, "eval/reward": 0.25}, {"iteration": 1, "loss": 0.693, "eval/reward": 0.5}]
+    written = rundir.MetricsFile(path)
+    written.write(early)
+    checkpointed = written.state()
+    before = path.read_bytes()
+    written.write([*early, {"iteration": 2, "loss": 0.5, "grad_norm": 1.5}])  # a new column: the file is rewritten
+    assert path.read_bytes() != before and b"grad_norm" in path.read_bytes()
+
+    rows = rundir.MetricsFile(path).restore(checkpointed)
+    assert rows == early and path.read_bytes() == before
+    resumed = rundir.MetricsFile(path)
+    resumed.restore(checkpointed)
+    resumed.write([*early, {"iteration": 2, "loss": 0.5, "grad_norm": 1.5}])
+    assert path.read_bytes() == rundir.metrics_text([*early, {"iteration": 2, "loss": 0.5, "grad_norm": 1.5}])
+
+    altered = path.read_bytes().replace(b"0.693", b"0.694")  # a changed value is still refused
+    written.write([*early, {"iteration": 2, "loss": 0.5, "grad_norm": 1.5}, {"iteration": 3, "kl": 0.1}])
+    path.write_bytes(altered.replace(b"grad_norm", b"grad_norm,kl", 1))
+    with pytest.raises(DataError, match="does not hold the rows its checkpoint recorded"):
+        rundir.MetricsFile(path).restore(checkpointed)

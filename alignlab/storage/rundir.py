@@ -348,7 +348,11 @@ class MetricsFile:
         with open(self.path, "rb") as f:
             data = f.read(state["bytes"])
         if len(data) < state["bytes"] or hashlib.sha256(data).hexdigest() != state["sha256"]:
-            raise DataError(f"{self.path} does not hold the rows its checkpoint recorded (truncated or altered)", fix)
+            data = self._as_checkpointed(state)
+            if data is None:
+                problem = "does not hold the rows its checkpoint recorded (truncated or altered)"
+                raise DataError(f"{self.path} {problem}", fix)
+            atomic_write_bytes(self.path, data)
         if self.path.stat().st_size > len(data):  # rows appended after the checkpoint by the run that crashed
             os.truncate(self.path, len(data))
         reader = csv.DictReader(io.StringIO(data.decode()))
@@ -358,6 +362,34 @@ class MetricsFile:
         self.columns = list(reader.fieldnames or [])
         self.rows_written, self.size, self.digest = len(rows), len(data), hashlib.sha256(data)
         return rows
+
+
+    def _as_checkpointed(self, state: dict) -> bytes | None:
+        """The checkpoint's bytes of metrics.csv, rebuilt from a file rewritten after it, or None.
+
+        A row that brings a new column makes `write` rewrite the file under a wider header; the checkpoint that
+        records that rewrite is written in the background, so a run killed in between leaves the older
+        checkpoint beside the wider file. Its first rows, cell for cell, under the columns they use, are then
+        exactly what the older checkpoint recorded: checked against its digest, never assumed."""
+        try:
+            with open(self.path, newline="") as f:
+                reader = csv.reader(f)
+                header = next(reader)
+                cells = [row for _, row in zip(range(state["rows"]), reader, strict=False)]
+        except (OSError, UnicodeDecodeError, csv.Error, StopIteration):
+            return None
+        if len(cells) != state["rows"] or any(len(row) != len(header) for row in cells):
+            return None
+        rows = [{k: v for k, v in zip(header, row, strict=True) if v != ""} for row in cells]
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        columns = metrics_columns(rows)
+        writer.writerow(columns)
+        writer.writerows([row.get(column, "") for column in columns] for row in rows)
+        data = buffer.getvalue().encode()
+        if len(data) != state["bytes"] or hashlib.sha256(data).hexdigest() != state["sha256"]:
+            return None
+        return data
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
