@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from alignlab.core.engine import TorchEngine
 from alignlab.errors import ConfigError
 
 
@@ -125,23 +126,16 @@ def all_done(done: bool) -> bool:
     return bool(flag.item())
 
 
-class FSDPEngine:
-    """Adam over the sharded parameters (torch.optim.Adam: DTensors), the backward's reduce-scatter averaging
-    the gradient, clipping by the global norm. Its state_dict is the unsharded optimizer state, keyed by
-    parameter name, so a checkpoint is one file that any world size resumes."""
+class FSDPEngine(TorchEngine):
+    """TorchEngine's step over the sharded parameters: torch.optim.Adam (it takes DTensors), the backward's
+    reduce-scatter averaging the gradient, clipping by the global norm. Its state_dict is the unsharded
+    optimizer state, keyed by parameter name, so a checkpoint is one file that any world size resumes."""
 
     def __init__(self, modules: list[nn.Module], params: list[torch.Tensor], lr: float, max_grad_norm: float | None):
         self.owner = nn.ModuleList(modules)  # the named parameters the optimizer state is keyed by
         self.params = params
         self.max_grad_norm = max_grad_norm
         self.optimizer = torch.optim.Adam(params, lr=lr)
-
-    def step(self, loss: torch.Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
-        self.optimizer.step()
 
     def state_dict(self) -> dict:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
