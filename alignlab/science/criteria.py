@@ -184,6 +184,12 @@ CRITERIA: dict[str, Criterion] = {
 }
 
 _BORN = "2026-11-26"
+# T5-coverage and T5-quality share their prerequisite, and so the change to it.
+_NEEDS = (
+    "2026-12-03",
+    "the prerequisite 'online DPO beats reference-data DPO by 0.02' (else inconclusive: no gap to explain) "
+    "is a scored part with its interval, 'needs', instead of a comparison of means",
+)
 _STATS = (
     "2026-12-03",
     "restated as effects with a paired bootstrap 95% interval over seeds (issue 15): a part holds when the "
@@ -301,9 +307,7 @@ HISTORY: dict[str, list[Change]] = {
         Change(_BORN, "first stated: DPO's gap left > 25% and Best-of-2's < 25%", ""),
         Change(*_STATS, ""),
         Change(
-            "2026-12-03",
-            "the prerequisite 'online DPO beats reference-data DPO by 0.02' (else inconclusive: no gap to explain) "
-            "is a scored part with its interval, 'needs', instead of a comparison of means",
+            *_NEEDS,
             "846718256f28",
         ),
     ],
@@ -311,9 +315,7 @@ HISTORY: dict[str, list[Change]] = {
         Change(_BORN, "first stated: DPO's gap closed < 50%", ""),
         Change(*_STATS, ""),
         Change(
-            "2026-12-03",
-            "the prerequisite 'online DPO beats reference-data DPO by 0.02' (else inconclusive: no gap to explain) "
-            "is a scored part with its interval, 'needs', instead of a comparison of means",
+            *_NEEDS,
             "f46a3676c369",
         ),
     ],
