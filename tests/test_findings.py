@@ -483,6 +483,21 @@ def test_t6_verdict_can_come_out_every_way(finding, offline, semi, grpo, status)
     assert verdict.status == status
 
 
+def test_t6_names_a_sync_period_that_never_refreshes_in_the_budget_and_scores_the_others():
+    # Tier 3's budget: 8 iterations, so s = 16 would be offline DPO; its sweep runs s = 1, 4 and offline only.
+    settings = {("dpo", "1"): 0.9, ("dpo", "4"): 0.9, ("dpo", "null"): 0.5, ("grpo", "1"): 0.9}
+    summaries = rows_of(settings, ("algo", "sampling.sync_every")).assign(iterations=8)
+    online = (summaries["sampling.sync_every"] == "1") & (summaries["algo"] == "dpo")
+    summaries.loc[online, "reward"] += [0.02 * ((3 * s) % 5 - 2) for s in summaries.loc[online, "seed"]]
+    verdict = FINDINGS["T6"].verdict(summaries, pd.DataFrame())
+    assert verdict.status == "holds"
+    assert [c.name for c in verdict.checks if c.part == "semi"] == ["online - s=4 DPO"]
+    assert "dpo s=16: not semi-online in 8 iterations (never refreshed), not scored" in verdict.numbers
+    # With a longer budget s = 16 is semi-online and must be in the sweep.
+    longer = FINDINGS["T6"].verdict(summaries.assign(iterations=100), pd.DataFrame())
+    assert longer.status == "inconclusive" and "online - s=16 DPO nan" in longer.text
+
+
 def test_t2_is_inconclusive_where_neither_objective_reaches_the_level():
     rows = []
     for algo in ("best_of_n", "sft", "best_of_n_neg_worst", "best_of_n_neg_worse", "dpo"):

@@ -82,7 +82,11 @@ _T6 = Criterion(
     },
     per="",
     combine="all",
-    params={"semi": [4, 16]},
+    params={
+        "semi": [4, 16],
+        "refreshed": "an s at or above the runs' iteration count never refreshes its sampler (it is offline DPO): "
+        "named, not scored",
+    },
 )
 
 CRITERIA: dict[str, Criterion] = {
@@ -198,6 +202,15 @@ _STATS = (
     "hold when any of them does not (it was: only when none passed)",
 )
 
+# T6 and T6-hard share one criterion, and so its changes.
+_T6_NEVER_REFRESHED = (
+    "2026-12-03",
+    "a sync period s at or above the runs' iteration count is named and not scored: its sampler is never refreshed, "
+    "so it is offline DPO (the offline part), not semi-online. Stated before any tier-3 T6 run was judged, for tier "
+    "3's 8-iteration budget where s = 16 never syncs; no tier-1 or tier-2 verdict changes (their runs have at least "
+    "100 iterations)",
+)
+
 HISTORY: dict[str, list[Change]] = {
     "T1": [
         Change(_BORN, "first stated: online - offline final reward >= 0.2 on hard and <= 0.1 on easy", ""),
@@ -294,6 +307,7 @@ HISTORY: dict[str, list[Change]] = {
             "reward is kept as the extension T6-hard",
             "5d514573f1f0",
         ),
+        Change(*_T6_NEVER_REFRESHED, "b377ef7a5ab8"),
     ],
     "T6-hard": [
         Change(_BORN, "stated as T6 (then the primary test, on hard)", ""),
@@ -302,6 +316,7 @@ HISTORY: dict[str, list[Change]] = {
             "kept as an extension under its own name when T6 moved to the verifiable reward; paired intervals as T6",
             "5d514573f1f0",
         ),
+        Change(*_T6_NEVER_REFRESHED, "b377ef7a5ab8"),
     ],
     "T5-coverage": [
         Change(_BORN, "first stated: DPO's gap left > 25% and Best-of-2's < 25%", ""),

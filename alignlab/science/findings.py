@@ -16,6 +16,7 @@ The two tables a verdict reads (alignlab/science/sweep.py, `load_sweep_tables`):
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pandas as pd
 
@@ -280,7 +281,12 @@ def _semi_online(finding_id: str):
         numbers["grpo s=1: final reward"] = float(grpo.mean())
         pair = {"on": online, "off": offline}
         checks = [score(finding_id, "offline", "online - offline DPO", pair, difference("on", "off"))]
+        iterations = per_seed(summaries, "iterations", algo="dpo", **{T6_KEY: 1})
+        budget = float(iterations.min()) if len(iterations) else math.inf
         for s in CRITERIA[finding_id].params["semi"]:
+            if s >= budget:  # its sampler is never refreshed: that run is offline DPO, not semi-online
+                numbers[f"dpo s={s}: not semi-online in {budget:g} iterations (never refreshed), not scored"] = math.nan
+                continue
             semi = per_seed(summaries, algo="dpo", **{T6_KEY: s})
             numbers[f"dpo s={s}: final reward"] = float(semi.mean())
             pair = {"on": online, "semi": semi}
