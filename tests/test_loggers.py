@@ -144,6 +144,31 @@ def test_wandb_asked_to_go_online_without_a_server_warns_and_stays_offline(tmp_p
         logger.close()
 
 
+@pytest.mark.parametrize(
+    "env, mode, expected",
+    [
+        ({}, None, "offline"),  # nothing asked: offline, contacting nothing
+        ({"WANDB_MODE": "disabled"}, None, "disabled"),  # the user's own setting is kept when the key is null
+        ({"WANDB_MODE": "online"}, None, "offline"),  # ... online too (the unreachable host then warns)
+        ({"WANDB_MODE": "online"}, "disabled", "disabled"),  # the key wins over the environment
+    ],
+)
+def test_wandb_mode_null_is_the_users_wandb_mode(tmp_path, monkeypatch, env, mode, expected):
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        logger = WandbLogger(tmp_path, {"a": 1}, name="x", group=None, mode=mode, host="127.0.0.1")
+    try:
+        assert logger.run.settings.mode == expected
+        went_online = env.get("WANDB_MODE") == "online" and mode is None
+        assert any("cannot be reached" in str(w.message) for w in caught) == went_online
+    finally:
+        logger.close()
+
+
 @pytest.mark.parametrize("logger, module", [("tensorboard", "tensorboard"), ("wandb", "wandb")])
 def test_a_logger_whose_package_is_missing_names_the_pip_command(tmp_path, monkeypatch, logger, module):
     monkeypatch.setitem(sys.modules, module, None)  # import fails as if it were not installed

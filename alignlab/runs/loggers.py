@@ -112,8 +112,9 @@ def reachable(host: str, port: int = 443, timeout: float = 2.0) -> bool:
 class WandbLogger:
     """A Weights & Biases run in RUN_DIR/wandb/. Offline by default (`wandb sync RUN_DIR/wandb/offline-run-*` uploads
     it later), and then it contacts nothing: WANDB_MODE is set before wandb is imported, since wandb.init(mode=...)
-    alone still resolves its server's name. Only logger.wandb.mode=online goes online; asked to where the server
-    cannot be reached, it warns and stays offline instead of hanging."""
+    alone still resolves its server's name. It goes online only when asked: logger.wandb.mode=online, or the user's
+    own WANDB_MODE=online with the mode left null; asked to where the server cannot be reached, it warns and stays
+    offline instead of hanging."""
 
     def __init__(
         self,
@@ -123,11 +124,16 @@ class WandbLogger:
         group: str | None,
         project: str = "alignlab",
         entity: str | None = None,
-        mode: str = "offline",
+        mode: str | None = None,
         host: str = "api.wandb.ai",
     ):
+        if mode is None:  # the user's own W&B setting, else offline
+            mode = os.environ.get("WANDB_MODE") or "offline"
         if mode not in ("offline", "online", "disabled"):
-            raise ConfigError(f"logger.wandb.mode={mode} is not a W&B mode", "use offline, online or disabled")
+            raise ConfigError(
+                f"logger.wandb.mode={mode} is not a W&B mode (from WANDB_MODE when the key is null)",
+                "use offline, online or disabled",
+            )
         if mode != "online":  # read by wandb's import and its threads: offline, W&B resolves no server name at all
             os.environ["WANDB_MODE"] = mode
         wandb = _require("wandb", "wandb")
