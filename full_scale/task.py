@@ -28,7 +28,7 @@ from alignlab.core.types import Rollout
 from alignlab.errors import ConfigError, DataError, check_range
 from alignlab.lm.policy import CausalLMValue, TokenCompletions, model_max_context
 from alignlab.storage.rundir import atomic_write_bytes
-from full_scale import evaluation
+from full_scale import evaluation, fsdp, zero
 from full_scale.arithmetic import arithmetic_problems
 from full_scale.data import (
     PairRecord,
@@ -40,15 +40,7 @@ from full_scale.data import (
     sample_file,
 )
 from full_scale.engine import AccelerateEngine, check_mixed_precision
-from full_scale.fsdp import (
-    FSDPEngine,
-    all_done,
-    check_fsdp,
-    check_not_deepspeed,
-    fsdp_requested,
-    shard,
-    start_processes,
-)
+from full_scale.fsdp import FSDPEngine, all_done, check_fsdp, fsdp_requested, shard, start_processes
 from full_scale.models import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model
 from full_scale.policy import AdapterOffReference, DistributedPolicy, FullScalePolicy
 from full_scale.rewards import JUDGE_SCORINGS, LengthReward, LLMJudge, MathReward, RewardModel
@@ -58,6 +50,7 @@ REWARDS = ("length", "reward_model", "judge", "math", "arithmetic")
 VERIFIABLE = ("math", "arithmetic")
 DOMAINS = ("math", "chat")  # a prompt with a gold answer, and one without (prompt_domains)
 BACKENDS = ("transformers", "vllm")
+DISTRIBUTED = ("auto", "on", "off", "fsdp", *zero.MODES)
 
 
 @dataclass
@@ -108,6 +101,7 @@ class FullScaleTask:
         win_rate: bool | None = None,
         generation_backend: str = "transformers",
         distributed: str = "auto",
+        deepspeed_config: str | None = None,
         mixed_precision: bool | None = None,
     ):
         # 0. validate what needs no model, so a typo fails in a second
@@ -129,10 +123,12 @@ class FullScaleTask:
             raise ConfigError(
                 f"task.generation_backend={generation_backend} is unknown", "use transformers (default) or vllm"
             )
+        if distributed not in DISTRIBUTED:
+            raise ConfigError(f"task.distributed={distributed} is unknown", f"use one of {', '.join(DISTRIBUTED)}")
         self.vllm = generation_backend == "vllm"
         if self.vllm:
             check_vllm_installed()
-            if lora_r or distributed == "fsdp" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            if lora_r or distributed in ("fsdp", *zero.MODES) or int(os.environ.get("WORLD_SIZE", "1")) > 1:
                 raise ConfigError(
                     "task.generation_backend=vllm runs one colocated engine for a full fine-tune on one process",
                     "set task.lora_r=0 and launch without accelerate, or use task.generation_backend=transformers",
@@ -168,18 +164,20 @@ class FullScaleTask:
 
         # 1. processes: with several (accelerate launch), each draws its own share of every round's prompts
         self.accelerator = None
-        check_not_deepspeed()
-        self.fsdp = fsdp_requested(distributed)
+        self.zero = zero.zero_settings(distributed, self.lora is not None, deepspeed_config)  # None: not DeepSpeed
+        self.fsdp = self.zero is None and fsdp_requested(distributed)
         if self.fsdp:
             check_fsdp(self.lora is not None)
-        elif distributed == "on" or (distributed == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1):
+        elif self.zero is None and (
+            distributed == "on" or (distributed == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1)
+        ):
             from accelerate import Accelerator
 
             self.accelerator = Accelerator(cpu=device == "cpu")
         self.rank = 0 if self.accelerator is None else self.accelerator.process_index
         self.world = 1 if self.accelerator is None else self.accelerator.num_processes
         self.device = self.accelerator.device if self.accelerator is not None else pick_device(device)
-        if self.fsdp:
+        if self.fsdp or self.zero is not None:
             self.rank, self.world, self.device = start_processes(device)
         self.dtype = pick_dtype(dtype, self.device)
         self.mixed_precision = check_mixed_precision(mixed_precision, self.dtype, self.lora is not None)
@@ -353,7 +351,9 @@ class FullScaleTask:
                 policy = self._wrap(model)
             if self.fsdp:
                 shard(policy.model)
-                policy.sharded, policy.stop_together = True, all_done
+                policy.sharded, policy.stop_together = fsdp, all_done
+            elif self.zero is not None and self.zero["stage"] == 3:  # weights gathered in every forward
+                policy.sharded, policy.stop_together = zero, all_done
         else:
             from peft import LoraConfig, get_peft_model
             from peft.tuners.lora import LoraLayer
@@ -401,13 +401,17 @@ class FullScaleTask:
             self._value = value
             return value
         value = value.to(self.device)
+        if self.zero is not None:
+            self._value = value
         return self.accelerator.prepare_model(value) if self.accelerator is not None else value
 
     def make_engine(self, params: list, lr: float, max_grad_norm: float | None):
         """The training engine (alignlab/core/engine.py): plain torch on one process, `accelerate` on several."""
+        value = [self._value] if self._value is not None else []
         if self.fsdp:
-            value = [self._value] if self._value is not None else []
             return FSDPEngine([self._policy.model, *value], params, lr, max_grad_norm)
+        if self.zero is not None:
+            return zero.DeepSpeedEngine([self._policy.model, *value], params, lr, max_grad_norm, self.zero)
         if self.vllm:
             return PushingEngine(TorchEngine(params, lr, max_grad_norm), self._policy)
         if self.accelerator is None:
