@@ -402,7 +402,7 @@ class FullScaleTask:
             return value
         value = value.to(self.device)
         if self.zero is not None:
-            self._value = value
+            self._value = zero.gather_state_dicts(value) if self.zero["stage"] == 3 else value
         return self.accelerator.prepare_model(value) if self.accelerator is not None else value
 
     def make_engine(self, params: list, lr: float, max_grad_norm: float | None):

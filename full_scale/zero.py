@@ -27,6 +27,7 @@ import os
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from alignlab.errors import ConfigError
@@ -244,8 +245,6 @@ class DeepSpeedEngine:
             link()
 
     def load_state_dict(self, state: dict) -> None:
-        from deepspeed.utils import safe_set_full_optimizer_state
-
         entries = state["state"]
         if entries:
             self.create_adam_states()
@@ -254,7 +253,7 @@ class DeepSpeedEngine:
             if entry is None:
                 continue
             for key in ADAM_STATES:
-                safe_set_full_optimizer_state(p, entry[key].float(), key)
+                set_full_state(p, entry[key].float(), key)
         steps = [float(e["step"]) for e in entries.values()]
         if steps:
             for flat in self.adam.state.values():
@@ -262,12 +261,26 @@ class DeepSpeedEngine:
         self.refresh = True
 
 
+def set_full_state(p: torch.Tensor, value: torch.Tensor, key: str) -> None:
+    """Write Adam's state `key` of parameter `p` from its whole tensor into this process's partition."""
+    from deepspeed.utils import safe_set_full_optimizer_state, safe_set_local_optimizer_state
+
+    if not hasattr(p, "ds_tensor"):  # ZeRO-1/2
+        safe_set_full_optimizer_state(p, value, key)
+        return
+    # ZeRO-3 pads a parameter to a multiple of the world size; its own setter of whole states does not (it
+    # fails on the last process for a parameter of 1 element), so this process's slice is cut here
+    size, group = p.ds_tensor.numel(), p.ds_process_group
+    padded = torch.nn.functional.pad(value.flatten(), (0, size * dist.get_world_size(group) - value.numel()))
+    safe_set_local_optimizer_state(p, padded.narrow(0, size * dist.get_rank(group), size), key)
+
+
 def full_state_dict(model: nn.Module) -> dict:
     """The whole weights of a ZeRO-3 model on the CPU (a collective: every process calls it)."""
     import deepspeed
 
     with deepspeed.zero.GatheredParameters(list(model.parameters())):
-        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        return {k: v.detach().cpu().clone() for k, v in nn.Module.state_dict(model).items()}
 
 
 def load_full_state_dict(model: nn.Module, state: dict) -> None:
@@ -275,4 +288,13 @@ def load_full_state_dict(model: nn.Module, state: dict) -> None:
     import deepspeed
 
     with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=0):
-        model.load_state_dict(state)
+        nn.Module.load_state_dict(model, state)
+
+
+def gather_state_dicts(module: nn.Module) -> nn.Module:
+    """Make `module.state_dict()` and `module.load_state_dict(state)`, a checkpoint's calls, gather its ZeRO-3
+    partitions into whole weights (collectives: every process makes them). For PPO's critic, which the core
+    checkpoints as a plain module."""
+    module.state_dict = lambda: full_state_dict(module)
+    module.load_state_dict = lambda state: load_full_state_dict(module, state)
+    return module

@@ -21,9 +21,9 @@ TOLERANCE = 1e-5
 
 
 def run_worker(out: Path, distributed: str) -> None:
-    """Three engine steps of the tiny model's full fine-tune on a fixed batch of 4 completions (this process's
-    share of it); then, from a checkpoint taken after two, a fresh policy and engine take the third again.
-    Rank 0 writes the weights and Adam states of both."""
+    """Three engine steps of the tiny model's full fine-tune and a PPO critic on a fixed batch of 4 completions
+    (this process's share of it); then, from a checkpoint taken after two, a fresh policy, critic and engine
+    take the third again. Rank 0 writes the weights and Adam states of both."""
     import torch
 
     from full_scale import FullScaleTask
@@ -31,37 +31,44 @@ def run_worker(out: Path, distributed: str) -> None:
     task = FullScaleTask(
         model="tiny", device="cpu", max_new_tokens=6, eval_prompts=2, eval_samples_per_prompt=1, distributed=distributed
     )
-    policy = task.make_policy()
-    engine = task.make_engine([p for p in policy.parameters() if p.requires_grad], 1e-2, 0.5)
+    policy, critic = task.make_policy(), task.make_value_model()  # PPO's critic: a second module in the engine
+    engine = task.make_engine(trainable(policy, critic), 1e-2, 0.5)
     prompts = task.train_prompts[:4]
     completions = policy.sample(prompts, 1, torch.Generator().manual_seed(0))  # the same batch on every process
     share = torch.arange(task.rank, 4, task.world)
     mine = [prompts[i] for i in share.tolist()]
 
-    def loss(policy):
-        return -policy.logprobs(mine, completions[share]).sum().mean()
+    def loss(policy, critic):
+        values = critic(mine, completions[share])
+        return -policy.logprobs(mine, completions[share]).sum().mean() + values.pow(2).sum(-1).mean()
 
     for step in range(STEPS):
         if step == STEPS - 1:  # collectives: every process calls them; saved, as a run saves them
             checkpoint = io.BytesIO()
-            torch.save({"policy": policy.state_dict(), "optimizer": engine.state_dict()}, checkpoint)
-        engine.step(loss(policy))
-    record = {"world": task.world, "sharded": bool(policy.sharded), "straight": summary(policy, engine)}
+            state = {"policy": policy.state_dict(), "optimizer": engine.state_dict(), "critic": critic.state_dict()}
+            torch.save(state, checkpoint)
+        engine.step(loss(policy, critic))
+    record = {"world": task.world, "sharded": bool(policy.sharded), "straight": summary(policy, critic, engine)}
 
-    policy = task.make_policy()
-    engine = task.make_engine([p for p in policy.parameters() if p.requires_grad], 1e-2, 0.5)
+    policy, critic = task.make_policy(), task.make_value_model()
+    engine = task.make_engine(trainable(policy, critic), 1e-2, 0.5)
     checkpoint.seek(0)
     checkpoint = torch.load(checkpoint)
-    policy.load_state_dict(checkpoint["policy"])
+    policy.load_state_dict(checkpoint["policy"])  # in the core's order (alignlab/core/train.py, Loop)
     engine.load_state_dict(checkpoint["optimizer"])
-    engine.step(loss(policy))
-    record["resumed"] = summary(policy, engine)
+    critic.load_state_dict(checkpoint["critic"])
+    engine.step(loss(policy, critic))
+    record["resumed"] = summary(policy, critic, engine)
     if task.rank == 0:
         (out / f"{distributed}.json").write_text(json.dumps(record))
 
 
-def summary(policy, engine) -> dict:
-    weights = policy.state_dict()
+def trainable(*modules) -> list:
+    return [p for m in modules for p in m.parameters() if p.requires_grad]
+
+
+def summary(policy, critic, engine) -> dict:
+    weights = {**policy.state_dict(), **{f"critic.{k}": v for k, v in critic.state_dict().items()}}
     optimizer = engine.state_dict()
     return {
         "weights": {k: v.flatten().tolist() for k, v in weights.items()},
