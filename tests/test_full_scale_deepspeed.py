@@ -4,6 +4,7 @@ a checkpoint taken mid-way (full weights, full Adam states) resumes to the same 
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -140,6 +141,28 @@ def test_two_process_zero_ends_with_the_one_process_weights_and_resumes(tmp_path
     # the checkpoint's Adam states are torch.optim.Adam's, whole: TorchEngine's resume equals DeepSpeed's
     assert largest_difference(zero["resumed"], zero["straight"]) < TOLERANCE
     assert zero["resumed"]["steps"] == [STEPS]
+
+
+@pytest.mark.slow
+def test_a_two_process_command_line_run_on_zero2_trains_into_one_run_directory(tmp_path):
+    """`torchrun --nproc_per_node=2 -m alignlab ... task.distributed=deepspeed_zero2`: rank 0 alone holds the
+    run directory's lock and writes it (every rank took the lock before, so rank 1 stopped at once)."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("deepspeed", reason="DeepSpeed is an extra: pip install 'alignlab[deepspeed]'")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    env.pop("WORLD_SIZE", None)
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m", "alignlab"]
+    command += ["task=full_scale", "task.model=tiny", "task.device=cpu", "task.distributed=deepspeed_zero2"]
+    command += ["algo=dpo", "train.iterations=2", "train.checkpoint_every=1", "train.progress=false", "plot=false"]
+    command += [f"hydra.run.dir={run}"]
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run / "summary.json").read_text())["iterations"] == 2
+    rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
+    assert [row["iteration"] for row in rows] == ["0", "1", "2"]
+    assert float(rows[-1]["train/updates"]) == 2.0  # both rounds trained
+    assert (run / "checkpoint.pt").is_file()
 
 
 @pytest.mark.parametrize(
