@@ -48,6 +48,8 @@ def run_worker(out: Path, distributed: str) -> None:
             checkpoint = io.BytesIO()
             state = {"policy": policy.state_dict(), "optimizer": engine.state_dict(), "critic": critic.state_dict()}
             torch.save(state, checkpoint)
+            if task.rank == 0:
+                (out / f"{distributed}.pt").write_bytes(checkpoint.getvalue())
         engine.step(loss(policy, critic))
     record = {"world": task.world, "sharded": bool(policy.sharded), "straight": summary(policy, critic, engine)}
 
@@ -61,6 +63,7 @@ def run_worker(out: Path, distributed: str) -> None:
     engine.step(loss(policy, critic))
     record["resumed"] = summary(policy, critic, engine)
     if task.rank == 0:
+        record["checkpoint"] = str(out / f"{distributed}.pt")
         (out / f"{distributed}.json").write_text(json.dumps(record))
 
 
@@ -138,9 +141,22 @@ def test_two_process_zero_ends_with_the_one_process_weights_and_resumes(tmp_path
     assert zero["world"] == 2 and zero["sharded"] == (stage == 3) and not single["sharded"]
     assert zero["straight"]["steps"] == single["straight"]["steps"] == [STEPS]
     assert largest_difference(zero["straight"], single["straight"]) < TOLERANCE
-    # the checkpoint's Adam states are torch.optim.Adam's, whole: TorchEngine's resume equals DeepSpeed's
     assert largest_difference(zero["resumed"], zero["straight"]) < TOLERANCE
     assert zero["resumed"]["steps"] == [STEPS]
+    # the checkpoint's Adam state is torch.optim.Adam's, whole: the one-process engine resumes it as its own
+    import torch
+
+    from alignlab.core.engine import TorchEngine
+
+    theirs, ours = (torch.load(run["checkpoint"])["optimizer"] for run in (zero, single))
+    engine = TorchEngine([torch.nn.Parameter(s["exp_avg"]) for s in ours["state"].values()], 1e-2, 0.5)
+    engine.load_state_dict(theirs)
+    loaded = engine.state_dict()
+    assert loaded["param_groups"] == ours["param_groups"]
+    for i, state in ours["state"].items():
+        assert loaded["state"][i]["step"] == state["step"] == STEPS - 1
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert (loaded["state"][i][key] - state[key]).abs().max() < TOLERANCE
 
 
 @pytest.mark.slow
