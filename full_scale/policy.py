@@ -21,14 +21,13 @@ class FullScalePolicy(CausalLMPolicy):
     def __init__(self, model: nn.Module, *, adapter_only: bool = False, **kwargs):
         super().__init__(model, **kwargs)
         self.adapter_only = adapter_only
-        self.sharded = False  # FSDP: state dicts are gathered to full tensors (full_scale/fsdp.py)
+        # FSDP or ZeRO-3: the module (full_scale/fsdp.py, full_scale/zero.py) that gathers the full state dicts
+        self.sharded = None
         self.trainable_keys = frozenset(n for n, p in self.named_parameters() if p.requires_grad)
 
     def state_dict(self, *args, **kwargs) -> dict:
         if self.sharded and not args and not kwargs:
-            from full_scale.fsdp import full_state_dict
-
-            return {f"model.{k}": v for k, v in full_state_dict(self.model).items()}
+            return {f"model.{k}": v for k, v in self.sharded.full_state_dict(self.model).items()}
         state = super().state_dict(*args, **kwargs)
         if not self.adapter_only or args or kwargs.get("prefix"):
             return state
@@ -36,9 +35,8 @@ class FullScalePolicy(CausalLMPolicy):
 
     def load_state_dict(self, state: dict, strict: bool = True, assign: bool = False):
         if self.sharded:
-            from full_scale.fsdp import load_full_state_dict
-
-            return load_full_state_dict(self.model, {k.removeprefix("model."): v for k, v in state.items()})
+            state = {k.removeprefix("model."): v for k, v in state.items()}
+            return self.sharded.load_full_state_dict(self.model, state)
         if not self.adapter_only:
             return super().load_state_dict(state, strict=strict, assign=assign)
         result = super().load_state_dict(state, strict=False, assign=assign)

@@ -23,7 +23,7 @@ from alignlab.core.types import Rollout
 from alignlab.errors import ConfigError, check_range
 from alignlab.lm.policy import CausalLMValue, TokenCompletions, model_max_context
 from alignlab.storage.rundir import atomic_write_bytes
-from full_scale import evaluation
+from full_scale import evaluation, fsdp, zero
 from full_scale.data import PromptRecord
 from full_scale.engine import AccelerateEngine
 from full_scale.fsdp import FSDPEngine, all_done, shard
@@ -109,6 +109,7 @@ class FullScaleTask:
         win_rate: bool | None = None,
         generation_backend: str = "transformers",
         distributed: str = "auto",
+        deepspeed_config: str | None = None,
         mixed_precision: bool | None = None,
     ):
         # 0. the settings, checked before any model loads, so that a typo fails in a second
@@ -127,7 +128,9 @@ class FullScaleTask:
         self.judge_is_policy = reward == "judge" and judge == "self"
         # 1. the processes, this one's device, the precision
         lora = self.lora is not None
-        self.accelerator, self.fsdp, self.rank, self.world, self.device = join_processes(device, distributed, lora)
+        self.accelerator, self.fsdp, self.zero, self.rank, self.world, self.device = join_processes(
+            device, distributed, lora, deepspeed_config
+        )
         self.dtype, self.mixed_precision, self.gradient_checkpointing = precision(
             dtype, self.device, mixed_precision, gradient_checkpointing, lora
         )
@@ -196,7 +199,9 @@ class FullScaleTask:
                 policy = self._wrap(model)
             if self.fsdp:
                 shard(policy.model)
-                policy.sharded, policy.stop_together = True, all_done
+                policy.sharded, policy.stop_together = fsdp, all_done
+            elif self.zero is not None and self.zero["stage"] == 3:  # weights gathered in every forward
+                policy.sharded, policy.stop_together = zero, all_done
         else:
             self._peft = with_adapters(self._peft, self.base, self.lora, self.gradient_checkpointing)
             policy = self._wrap(self._peft, adapter_only=True)
@@ -227,13 +232,17 @@ class FullScaleTask:
             self._value = value
             return value
         value = value.to(self.device)
+        if self.zero is not None:
+            self._value = zero.gather_state_dicts(value) if self.zero["stage"] == 3 else value
         return self.accelerator.prepare_model(value) if self.accelerator is not None else value
 
     def make_engine(self, params: list, lr: float, max_grad_norm: float | None):
         """The training engine (alignlab/core/engine.py): plain torch on one process, `accelerate` on several."""
+        value = [self._value] if self._value is not None else []
         if self.fsdp:
-            value = [self._value] if self._value is not None else []
             return FSDPEngine([self._policy.model, *value], params, lr, max_grad_norm)
+        if self.zero is not None:
+            return zero.DeepSpeedEngine([self._policy.model, *value], params, lr, max_grad_norm, self.zero)
         if self.vllm:
             return PushingEngine(TorchEngine(params, lr, max_grad_norm), self._policy)
         if self.accelerator is None:

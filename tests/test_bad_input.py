@@ -253,6 +253,15 @@ BAD_INPUT = [
     ([*T3, "task.dtype=bfloat16", "task.lora_r=4", "task.mixed_precision=true"], "task.mixed_precision"),
     ([*T3, "task.distributed=fsdp", "task.lora_r=4"], "task.lora_r"),
     ([*T3, "task.generation_backend=vllm"], "task.generation_backend"),  # vllm is not in the test venv
+    # issue 16 (deepspeed): what DeepSpeed training cannot honour (refused before the package is looked for;
+    # deepspeed without the package: tests/test_full_scale_deepspeed.py, the test venv has it)
+    ([*T3, "task.distributed=deepspeed", "task.lora_r=4"], "task.lora_r"),
+    ([*T3, "task.distributed=deepspeed", "task.deepspeed_config=DATA/ds_optimizer.json"], "optimizer in"),
+    ([*T3, "task.distributed=deepspeed", "task.deepspeed_config=DATA/ds_offload.json"], "offload_optimizer"),
+    ([*T3, "task.distributed=deepspeed", "task.deepspeed_config=DATA/ds_bf16.json"], "bf16 in"),
+    ([*T3, "task.distributed=deepspeed_zero2", "task.deepspeed_config=DATA/ds_zero3.json"], "sets stage 3"),
+    ([*T3, "task.deepspeed_config=DATA/ds_zero3.json"], "task.deepspeed_config"),
+    ([*T3, "task.distributed=zero2"], "task.distributed"),
 ]
 
 BAD_FILES = {
@@ -266,6 +275,10 @@ BAD_FILES = {
     "same_answers.jsonl": b'{"prompt": "a", "chosen": "x", "rejected": "y"}\n'
     b'{"prompt": "b", "chosen": "z", "rejected": "z "}\n',
     "utf16.jsonl": '{"prompt": "a", "chosen": "x", "rejected": "y"}\n'.encode("utf-16"),
+    "ds_optimizer.json": b'{"optimizer": {"type": "AdamW", "params": {"lr": 1e-5}}, "zero_optimization": {"stage": 2}}',
+    "ds_offload.json": b'{"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}}}',
+    "ds_bf16.json": b'{"bf16": {"enabled": true}, "zero_optimization": {"stage": 2}}',
+    "ds_zero3.json": b'{"zero_optimization": {"stage": 3}}',
 }
 
 

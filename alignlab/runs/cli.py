@@ -44,6 +44,7 @@ from alignlab.storage.rundir import (
     check_file_slots,
     check_writable,
     finished_run_problem,
+    is_main_process,
     write_json,
 )
 from alignlab.storage.warmstart import REFERENCE_MODES, check_finished, save_policy
@@ -592,7 +593,9 @@ def run(cfg: DictConfig) -> dict | None:
     global OUTPUT_DIR
     run_dir = OUTPUT_DIR = Path(HydraConfig.get().runtime.output_dir)
     try:
-        lock = RunDirLock(run_dir).acquire()  # one writer per run directory (a sweep: per job), for the run's life
+        lock = RunDirLock(run_dir)  # one writer per run directory (a sweep: per job), for the run's life
+        if is_main_process():  # the other ranks of a multi-process launch write nothing there
+            lock.acquire()
     except AlignlabError as error:
         fail(str(error))
     try:

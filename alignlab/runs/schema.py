@@ -158,6 +158,7 @@ class FullScaleTaskConfig(TaskConfig):
     win_rate: bool | None = None
     generation_backend: str = "transformers"
     distributed: str = "auto"
+    deepspeed_config: str | None = None  # a DeepSpeed JSON whose zero_optimization block tier 3 trains with
     mixed_precision: bool | None = None  # null: fp32 master weights under bf16 compute for bf16 full fine-tuning
     num_problems: int = 128  # reward=arithmetic: generated problems, >= 2
     max_operand: int = 12  # reward=arithmetic: operands 1..max_operand, >= 2
