@@ -253,6 +253,8 @@ BAD_INPUT = [
     ([*T3, "task.dtype=bfloat16", "task.lora_r=4", "task.mixed_precision=true"], "task.mixed_precision"),
     ([*T3, "task.distributed=fsdp", "task.lora_r=4"], "task.lora_r"),
     ([*T3, "task.generation_backend=vllm"], "task.generation_backend"),  # vllm is not in the test venv
+    # issue 17: Hydra's flags
+    (["-m", "algo=dpo,ipo", "--cfg", "hydra"], "--cfg"),
 ]
 
 BAD_FILES = {
