@@ -262,6 +262,8 @@ BAD_INPUT = [
     ([*T3, "task.distributed=deepspeed_zero2", "task.deepspeed_config=DATA/ds_zero3.json"], "sets stage 3"),
     ([*T3, "task.deepspeed_config=DATA/ds_zero3.json"], "task.deepspeed_config"),
     ([*T3, "task.distributed=zero2"], "task.distributed"),
+    # issue 17: Hydra's flags
+    (["-m", "algo=dpo,ipo", "--cfg", "hydra"], "--cfg"),
 ]
 
 BAD_FILES = {

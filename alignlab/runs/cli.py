@@ -28,6 +28,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+# The config package registers its schemas in Hydra's ConfigStore when imported. Every run imports it anyway (Hydra
+# does, while composing); importing it here first means it is there for `--info defaults`, which reads the defaults
+# tree before Hydra imports the package: the same work, done earlier.
+import alignlab.conf  # noqa: F401
 from alignlab.core.reward_mix import MixtureSpec, with_reward_mixture
 from alignlab.core.roles import resolve_reward
 from alignlab.core.sampling import SamplingConfig
@@ -297,12 +301,22 @@ def _innermost(error: BaseException) -> BaseException:
     return error
 
 
+# How Hydra's _run_hydra refuses two of its modes in one command (a ValueError, not one of its own errors).
+HYDRA_ONE_MODE = "Only one of --run, --multirun, --cfg, --info and --shell_completion"
+
+
 def hydra_error_message(error: Exception) -> str | None:
     """One line for an error of composition (an unknown option, key or type, an override that does not parse, a
-    value its resolver refuses), naming the key and the fix; None for any other error."""
+    value its resolver refuses) or of Hydra's flags, naming the key and the fix; None for any other error."""
     from hydra.errors import HydraException, MissingConfigException, OverrideParseException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
+    if isinstance(error, ValueError) and str(error).startswith(HYDRA_ONE_MODE):
+        return (
+            "one command takes one of Hydra's modes: -m (--multirun), --cfg, --info, --shell-completion or --run. "
+            "Fix: give one; to see one job of a sweep, drop -m and give one value per swept key "
+            "(alignlab --cfg job algo=ipo)."
+        )
     if isinstance(error, MissingConfigException) and error.missing_cfg_file and "/" in error.missing_cfg_file:
         group, option = error.missing_cfg_file.rsplit("/", 1)
         options = sorted(error.options or group_options(group))
