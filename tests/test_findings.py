@@ -26,7 +26,7 @@ from alignlab.errors import ConfigError
 from alignlab.runs.cli import build, run_experiment, run_name
 from alignlab.science.criteria import CRITERIA, HISTORY, Part
 from alignlab.science.findings import FINDINGS, Verdict, iterations_to_level
-from alignlab.science.report import plan, record, verdicts_block, verdicts_markdown
+from alignlab.science.report import parse, plan, record, verdicts_block, verdicts_markdown
 from alignlab.science.sweep import flatten, read_sweep
 from alignlab.stats import combine, decide, difference, paired_interval, seeds_to_decide
 from bandits import BanditTask
@@ -508,6 +508,19 @@ def test_t2_is_inconclusive_where_neither_objective_reaches_the_level():
     )
     assert verdict.status == "inconclusive" and all(c.undecidable for c in verdict.checks)
     assert "inconclusive" in verdicts_markdown([record(FINDINGS["T2"], verdict, "bandit", [])]).split("\n")[2]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["task=full_scale", "findings.seeds=3", "--only", "T6", "--judge-only"],
+        ["task=full_scale", "--only", "T6", "findings.seeds=3", "--judge-only"],  # overrides after an option
+        ["--only", "T6", "--judge-only", "task=full_scale", "findings.seeds=3"],
+    ],
+)
+def test_the_report_takes_overrides_before_between_and_after_its_options(argv):
+    args = parse(argv)
+    assert (args.task, args.overrides, args.only, args.judge_only) == ("full_scale", ["findings.seeds=3"], "T6", True)
 
 
 def test_a_verdict_has_one_of_three_statuses():

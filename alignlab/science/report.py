@@ -379,7 +379,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         metavar="FILE",
         help="with --verdicts: replace the generated block in FILE (e.g. docs/verdicts.md) instead of printing it",
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides before, between or after the options
     args.task = "bandit"
     rest = []
     for item in args.overrides:
