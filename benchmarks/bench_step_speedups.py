@@ -6,7 +6,8 @@ A/B in one process on the same model, prompts and seed.
 1. `logits_to_keep`: CausalLMPolicy's scoring forward computes logits only at completion positions. Timed on one
    round (B=8 prompts x n=2 completions of 24 tokens, the task's defaults; random tokens, not generated): the
    reference's no-grad forward and the policy's forward + backward, narrowed against every position's logits
-   (the prefill of `sample` narrows in both), alternating, median of `--repeats`.
+   (the prefill of `sample` narrows in both), alternating, median of `--repeats`; and the reference's forward
+   on the rows of 2 of the 8 prompts, what it scores once 6 of 8 pairs tie.
 2. The reference scores only the rows the targets keep: whole online-DPO steps on the length reward (where
    pairs tie when both completions hit the token cap), as train() times them (`time/iteration`; the last
    round, which evaluates, left out). Three modes in turn, `--runs` times each: neither speed-up (main's
@@ -72,19 +73,28 @@ def forward_backward(task: FullScaleTask, repeats: int) -> None:
         with torch.no_grad():
             reference.logprobs(rows, completions)
 
+    kept = list(range(2 * SAMPLES))  # the rows of 2 of the 8 prompts: 6 of 8 pairs tied, about tier 3's share
+
+    def reference_forward_kept():
+        with torch.no_grad():
+            reference.logprobs(rows[: len(kept)], completions[torch.tensor(kept)])
+
     def policy_forward_backward():
         policy.zero_grad(set_to_none=True)
         policy.logprobs(rows, completions).sum().sum().backward()
 
-    times = {(part, narrow): [] for part in ("reference", "policy") for narrow in (True, False)}
+    times = {(part, narrow): [] for part in ("reference", "policy", "kept") for narrow in (True, False)}
     started = load()
     for repeat in range(repeats + 1):  # the first repeat warms up
         for narrow in (True, False) if repeat % 2 else (False, True):
             policy.keeps_logits = reference.keeps_logits = narrow
             ref_s, policy_s = seconds(reference_forward), seconds(policy_forward_backward)
+            kept_s = seconds(reference_forward_kept) if narrow else None
             if repeat:
                 times["reference", narrow].append(ref_s)
                 times["policy", narrow].append(policy_s)
+                if narrow:
+                    times["kept", narrow].append(kept_s)
     print(
         f"\n1. logits_to_keep: {len(rows)} rows, prompts up to {width} tokens + {completions.tokens.shape[1]} "
         f"completion tokens, median of {repeats} ({started} at the start, {load()} at the end)"
@@ -95,6 +105,12 @@ def forward_backward(task: FullScaleTask, repeats: int) -> None:
             full = statistics.median(t[index] for t in times[part, False])
             narrow = statistics.median(t[index] for t in times[part, True])
             print(f"{label:<28}{clock:>6}{full:>14.2f}{narrow:>12.2f}{narrow / full:>8.3f}")
+    print(f"\nThe reference on the kept rows only ({len(kept)} of {len(rows)}), narrowed logits in both")
+    print(f"{'pass':<28}{'clock':>6}{'all rows s':>14}{'kept rows s':>12}{'ratio':>8}")
+    for clock, index in (("wall", 0), ("cpu", 1)):
+        whole = statistics.median(t[index] for t in times["reference", True])
+        kept_s = statistics.median(t[index] for t in times["kept", True])
+        print(f"{'reference forward (no grad)':<28}{clock:>6}{whole:>14.2f}{kept_s:>12.2f}{kept_s / whole:>8.3f}")
 
 
 class Mode:
