@@ -121,6 +121,7 @@ def collect(sampler: Sampler, task, objective: Objective, reference, record: boo
     semi-online; for offline data, what the dataset recorded, else the reference), so that PPO's and GRPO's
     ratios pi / pi_old correct for off-policy data instead of ignoring it. With `record`, the behaviour
     log-probs are taken in every case (the recording keeps them). A mixed reward's components go to `extras`.
+    The online rows' reference log-probs are left to `prepare_targets` unless `prepare` reads them.
     """
     offline, prompts, completions, behaviour = sampler.next_round()
     parts = [] if offline is None else [offline]
