@@ -169,8 +169,9 @@ def test_parity_one_token_lm_against_bandit():
         losses.append(loss.mean().detach())
     torch.testing.assert_close(losses[0], losses[1], atol=1e-6, rtol=1e-5)
     # d loss / d logits at the prompt's last position (the state before the one completion token), summed over
-    # the rows that share the prompt.
-    lm_grad = captured[0].grad[:, len(prompt) - 1].sum(0)
+    # the rows that share the prompt. It is the second to last position the LM head saw, whether the scoring
+    # forward kept every position's logits or only those from there on (logits_to_keep).
+    lm_grad = captured[0].grad[:, -2].sum(0)
     torch.testing.assert_close(lm_grad, bandit.logits.grad, atol=1e-6, rtol=1e-4)
 
 

@@ -14,6 +14,7 @@ loop: [every s updates: refresh the sampler from the policy]
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -24,13 +25,15 @@ import torch
 from tqdm.auto import tqdm
 
 from alignlab.core.engine import make_engine
-from alignlab.core.objectives.base import Objective
+from alignlab.core.objectives.base import Objective, Targets
 from alignlab.core.sampling import OfflineSource, Sampler, SamplingConfig, minibatches_of
-from alignlab.core.types import Rollout
+from alignlab.core.types import Rollout, select
 from alignlab.errors import ConfigError, NumericalError, RewardError, check_range
 
 # Rounds that all skip (no pair passes algo.min_reward_gap, no sample clears ReST's threshold) before a warning.
 SKIPPED_ROUNDS_WARNING = 10
+# The extras key that carries each target's row in its minibatch through `prepare` (see prepare_targets).
+SOURCE_ROW = "source_row"
 
 
 @dataclass
@@ -118,6 +121,7 @@ def collect(sampler: Sampler, task, objective: Objective, reference, record: boo
     semi-online; for offline data, what the dataset recorded, else the reference), so that PPO's and GRPO's
     ratios pi / pi_old correct for off-policy data instead of ignoring it. With `record`, the behaviour
     log-probs are taken in every case (the recording keeps them). A mixed reward's components go to `extras`.
+    The online rows' reference log-probs are left to `prepare_targets` unless `prepare` reads them.
     """
     offline, prompts, completions, behaviour = sampler.next_round()
     parts = [] if offline is None else [offline]
@@ -140,7 +144,10 @@ def collect(sampler: Sampler, task, objective: Objective, reference, record: boo
         online = Rollout(prompts, completions, score(task, prompts, completions), sampler.cfg.samples_per_prompt)
         online.extras.update(getattr(task, "last_reward_components", {}))
         with torch.no_grad():
-            if objective.needs_reference:
+            # Scored here only if `prepare` reads them, or if the round mixes in offline rows (already scored: the
+            # round concatenates whole); else `prepare_targets` scores just the rows the targets keep (online DPO
+            # drops tied pairs: most of them on tier 3's length reward).
+            if objective.needs_reference and (offline is not None or objective.needs_reference_before_targets):
                 online.ref_logps = reference.logprobs(prompts, completions)
             if (objective.needs_old_logps and not old_logps_are_current(sampler, objective)) or record:
                 online.old_logps = behaviour.logprobs(prompts, completions)
@@ -148,6 +155,25 @@ def collect(sampler: Sampler, task, objective: Objective, reference, record: boo
             online.extras["offline"] = torch.zeros(len(online))
         parts.append(online)
     return parts[0] if len(parts) == 1 else Rollout.cat(parts)
+
+
+def prepare_targets(objective: Objective, part: Rollout, reference, iteration: int) -> Targets | None:
+    """4. The targets of one minibatch; when `collect` left the reference log-probs out, the reference then
+    scores the rows the targets use, each once (pairs share rows under algo.pairs=all), and none that they drop."""
+    if part.ref_logps is not None or not objective.needs_reference:
+        return objective.prepare(part, iteration)
+    # Each target's row in `part` rides along in `extras`, which every Rollout.select indexes too.
+    tagged = dataclasses.replace(part, extras=part.extras | {SOURCE_ROW: torch.arange(len(part))})
+    targets = objective.prepare(tagged, iteration)
+    if targets is None:
+        return None
+    rows = targets.rollout.extras.pop(SOURCE_ROW)
+    if len(rows) > 0:
+        used, where = torch.unique(rows, return_inverse=True)
+        with torch.no_grad():
+            scored = reference.logprobs(select(part.prompts, used), select(part.completions, used))
+        targets.rollout.ref_logps = scored[where]
+    return targets
 
 
 class RunHooks:
@@ -303,7 +329,9 @@ def train(
         # a component of a mixture by domain is NaN on the prompts it does not score
         row.update({f"train/{k}": v.nanmean().item() for k, v in rollout.extras.items() if k.startswith("reward/")})
         # 4. targets, built once per minibatch of M prompts (the whole round by default), reused for T updates
-        minibatches = [objective.prepare(part, iteration) for part in minibatches_of(rollout, sampling)]
+        minibatches = [
+            prepare_targets(objective, part, reference, iteration) for part in minibatches_of(rollout, sampling)
+        ]
         usable = [t for t in minibatches if t is not None and len(t.rollout) > 0]
         for targets in minibatches:
             if targets is not None:

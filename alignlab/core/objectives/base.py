@@ -61,6 +61,12 @@ class Objective:
     def needs_old_logps_before_update(self) -> bool:
         return self.needs_old_logps and (self.old_logps_in_targets or (self.kl_coef > 0 and self.kl_in == "reward"))
 
+    @property
+    def needs_reference_before_targets(self) -> bool:
+        """Does `prepare` read reference log-probs (the KL anchor in the reward)? Otherwise only the loss reads
+        them, on its targets' rows, and the loop takes them after `prepare` for those rows alone."""
+        return self.kl_coef > 0 and self.kl_in == "reward"
+
     def check(self, samples_per_prompt: int) -> None:
         """Raise ConfigError when this objective cannot use what the sampling regime gives."""
         if samples_per_prompt < self.min_samples_per_prompt:
