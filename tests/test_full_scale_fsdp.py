@@ -120,4 +120,3 @@ def test_fsdp_with_lora_or_fsdp1_is_refused(monkeypatch):
     monkeypatch.setenv("FSDP_VERSION", "1")
     with pytest.raises(ConfigError, match="fsdp_version=1"):
         FullScaleTask(model="tiny", device="cpu", distributed="fsdp")
-

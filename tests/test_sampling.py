@@ -131,6 +131,40 @@ def test_an_interrupted_run_resumes_to_the_same_numbers(tmp_path):
     assert resumed == reference
 
 
+def test_a_crash_waits_for_the_checkpoint_in_flight(tmp_path, monkeypatch):
+    """The checkpoint is written in the background; a crash (or Ctrl-C) must not reach the caller before it is on
+    disk, or an immediate resume finds none (under load, test_an_interrupted_run_... saw no checkpoint.pt)."""
+    import time
+
+    import alignlab.storage.rundir as rundir
+
+    real = rundir.write_with_checksum
+
+    def slow(path, payload):
+        time.sleep(0.5)  # a loaded machine's disk
+        real(path, payload)
+
+    monkeypatch.setattr(rundir, "write_with_checksum", slow)
+
+    class CrashingTask(BanditTask):
+        def evaluate(self, policy, generator=None):
+            if policy is not None and CrashingTask.armed:
+                raise Crash
+            return super().evaluate(policy, generator)
+
+    CrashingTask.armed = False
+    cfg = TrainConfig(iterations=6, lr=0.05, progress=False, checkpoint_every=2, eval_every=3)
+
+    class ArmAfterCheckpoint(RunStorage):
+        def round_end(self, loop):
+            super().round_end(loop)
+            CrashingTask.armed = loop.iteration == 2  # the crash comes while iteration 2's checkpoint is written
+
+    with pytest.raises(Crash):
+        train(CrashingTask(), PPO(), SamplingConfig(), cfg, seed=0, hooks=[ArmAfterCheckpoint(tmp_path)])
+    assert (tmp_path / "checkpoint.pt").exists()
+
+
 def test_only_rank_zero_writes_the_run_directory(tmp_path, monkeypatch):
     from alignlab.storage.rundir import write_json
 

@@ -205,6 +205,9 @@ class RunHooks:
     def end(self, loop: Loop) -> None:
         """After the last round."""
 
+    def stop(self, loop: Loop) -> None:
+        """The loop stopped on an exception (a crash, Ctrl-C), which then propagates: finish what is in flight."""
+
 
 class EachRow(RunHooks):
     """A function called with each finished metrics row and the policy (alignlab/runs/loggers.py: RunRecorder)."""
@@ -304,6 +307,23 @@ def train(
 
     loop = Loop(task, cfg, policy, reference, extra_modules, engine, sampler, generator, eval_generator)
     loop.started = time.perf_counter()
+    try:
+        evaluation = run_loop(loop, task, objective, sampling, cfg, hooks)
+    except BaseException:
+        for hook in hooks:
+            hook.stop(loop)
+        raise
+    for hook in hooks:
+        hook.end(loop)
+    evaluation = dict(evaluation)
+    evaluation["wall_seconds"] = time.perf_counter() - loop.started
+    return evaluation, loop.rows, policy
+
+
+def run_loop(loop: Loop, task, objective, sampling: SamplingConfig, cfg: TrainConfig, hooks) -> dict:
+    """The rounds from `loop.iteration` to `cfg.iterations`; the final evaluation."""
+    policy, reference, sampler, engine = loop.policy, loop.reference, loop.sampler, loop.engine
+    eval_generator = loop.eval_generator
     for hook in hooks:
         hook.start(loop)
     record = any(h.records_behaviour for h in hooks)
@@ -375,8 +395,4 @@ def train(
     evaluation = loop.evaluation
     if not evaluation:  # resumed after the last iteration: the evaluation saved with the last checkpoint
         evaluation = final_evaluation or check_evaluation(task.evaluate(policy, eval_generator), cfg.iterations)
-    for hook in hooks:
-        hook.end(loop)
-    evaluation = dict(evaluation)
-    evaluation["wall_seconds"] = time.perf_counter() - loop.started
-    return evaluation, rows, policy
+    return evaluation

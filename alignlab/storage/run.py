@@ -177,6 +177,9 @@ class RunStorage(RunHooks):
         )
         save_checkpoint(self.run_dir / CHECKPOINT, state, self.writer)
 
+    def stop(self, loop: Loop) -> None:
+        self.writer.wait(raise_error=False)  # the last checkpoint is on disk before the error reaches the caller
+
     def end(self, loop: Loop) -> None:
         self.writer.wait()
         if self.metrics is not None:  # the rows since the last checkpoint (all of them without checkpoints)

@@ -190,11 +190,14 @@ class BackgroundWriter:
             error, self.error = self.error, None
             raise error
 
-    def wait(self) -> None:
+    def wait(self, raise_error: bool = True) -> None:
+        """Until the pending write is done; then its error, if any and `raise_error` (False: an error of the
+        caller's own is already propagating and must stay the one the user sees)."""
         thread = self.thread
         if thread is not None:
             thread.join()
-        self._raise()
+        if raise_error:
+            self._raise()
 
 
 def _jsonable(x):
@@ -362,7 +365,6 @@ class MetricsFile:
         self.columns = list(reader.fieldnames or [])
         self.rows_written, self.size, self.digest = len(rows), len(data), hashlib.sha256(data)
         return rows
-
 
     def _as_checkpointed(self, state: dict) -> bytes | None:
         """The checkpoint's bytes of metrics.csv, rebuilt from a file rewritten after it, or None.
