@@ -34,6 +34,7 @@ from alignlab.storage.rundir import METRICS  # noqa: E402
 
 LOGPS = ("logps/chosen", "logps/rejected", "logps/margin")
 logging.getLogger("matplotlib.category").setLevel(logging.ERROR)  # arm ids are categories on purpose
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: yaml.safe_load's objects, ten times faster
 
 
 def plot_run(run_dir: Path, out: Path | None = None) -> Path:
@@ -100,7 +101,7 @@ def _draw_distribution(ax, dist: pd.DataFrame) -> None:
 
 def _overrides(run_dir: Path) -> list[str]:
     path = run_dir / ".hydra" / "overrides.yaml"
-    return yaml.safe_load(path.read_text()) or [] if path.exists() else []
+    return yaml.load(path.read_text(), Loader=YAML_LOADER) or [] if path.exists() else []
 
 
 def natural_key(text: str) -> list:
@@ -200,7 +201,7 @@ def load_sweep(root: Path) -> pd.DataFrame:
     for run in runs:
         frame = _metrics_or_line(run / METRICS)
         config_path = run / ".hydra" / "config.yaml"
-        config = (yaml.safe_load(config_path.read_text()) or {}) if config_path.exists() else {}
+        config = (yaml.load(config_path.read_text(), Loader=YAML_LOADER) or {}) if config_path.exists() else {}
         o = overrides[run]
         algo = (config.get("algo") or {}).get("name") or o.get("algo", "?")
         frame["algo"], frame["regime"] = algo, _regime(config)

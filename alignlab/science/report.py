@@ -3,6 +3,7 @@
     alignlab-report                         # task=bandit (tier 1): every finding, about a few minutes
     alignlab-report task=synthetic_llm      # tier 2
     alignlab-report task=bandit --only T1,T5 --out my_report train.iterations=50   # overrides go to every run
+    alignlab-report --jobs 1                # one sweep at a time (default: one per CPU for one-thread jobs)
 
     alignlab-report --verdicts docs/verdicts --into docs/verdicts.md   # the docs' tables from saved verdicts
 
@@ -10,9 +11,11 @@ Per finding (alignlab/science/findings.py): the claim, its paper and the paper's
 command that reproduces it, its figures, every scored part as an effect with its paired 95% interval over seeds,
 a verdict per algorithm where the finding names several, the combined verdict, and the criterion's history
 (alignlab/science/criteria.py). The runs live in OUT/runs/<experiment>/: re-running the command skips every
-finished run and seed (resumable). Only the runs of the experiment are read: a run made with another
-configuration, unfinished, or with a damaged summary is named and left out (alignlab/science/sweep.py). The exit
-status is 1 when no finding could be judged on any run. OUT/verdicts.json keeps every check for the docs.
+finished run and seed (resumable). The sweeps run in their own processes, several at once (--jobs), and each
+finding is judged in order as its sweep ends: the same runs and verdicts as one at a time. Only the runs of the
+experiment are read: a run made with another configuration, unfinished, or with a damaged summary is named and
+left out (alignlab/science/sweep.py). The exit status is 1 when no finding could be judged on any run.
+OUT/verdicts.json keeps every check for the docs.
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ import html
 import importlib.resources
 import json
 import math
+import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -86,21 +92,51 @@ def command(finding: Finding, task: str, overrides: list[str]) -> list[str]:
     return ["alignlab", "-m", f"experiment={finding.experiment}", f"task={task}", *finding.overrides, *overrides]
 
 
-def run_finding(finding: Finding, task: str, runs: Path, overrides: list[str], bar: tqdm) -> str | None:
-    """Run (or resume) the finding's sweep; None when it finished, else the error line. Counts the jobs that
-    were already done in `bar.resumed`."""
+class Progress:
+    """The report's progress bar, shared by the sweeps that run at once: jobs done, jobs found already done (a
+    resumed report), and the findings running now."""
+
+    def __init__(self, bar: tqdm):
+        self.bar, self.resumed, self.running = bar, 0, []
+        self.lock = threading.Lock()
+
+    def job(self, resumed: bool) -> None:
+        with self.lock:
+            self.bar.update(1)
+            self.resumed += resumed
+
+    def started(self, finding: Finding, running: bool = True) -> None:
+        with self.lock:
+            name = f"{finding.id} {finding.experiment}"
+            self.running = [*self.running, name] if running else [r for r in self.running if r != name]
+            self.bar.set_postfix_str(", ".join(self.running))
+
+
+def run_finding(finding: Finding, task: str, runs: Path, overrides: list[str], progress: Progress) -> str | None:
+    """Run (or resume) the finding's sweep; None when it finished, else the error line."""
     argv = command(finding, task, overrides)
     argv = [sys.executable, "-m", "alignlab", *argv[1:], f"hydra.sweep.dir={runs / finding.experiment}"]
+    progress.started(finding)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stdout:
         if line.startswith("alignlab: ") and ("-> " in line and "summary.json" in line or "already done" in line):
-            bar.update(1)
-            bar.resumed += "already done" in line
+            progress.job("already done" in line)
     errors = proc.stderr.read()
+    progress.started(finding, running=False)
     if proc.wait() != 0:
         lines = [x for x in errors.splitlines() if x.strip()]
         return lines[-1] if lines else f"exit status {proc.returncode}"
     return None
+
+
+def default_jobs(task: str, overrides: list[str]) -> int:
+    """Sweeps run at once by default: one per CPU when each job runs on one thread (`threads: 1`, as the bandits
+    and the synthetic LM set it), else one (a job on all cores, or a large model, wants the machine)."""
+    threads = OmegaConf.load(str(CONF / "task" / f"{task}.yaml")).get("threads")
+    for override in overrides:
+        if override.startswith("threads="):
+            threads = override.split("=", 1)[1]
+    return max(1, os.cpu_count() or 1) if str(threads) == "1" else 1
 
 
 def expected_config(finding: Finding, task: str, overrides: list[str]):
@@ -361,6 +397,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("report"), help="report directory (default: report/)")
     parser.add_argument("--only", default=None, help="comma-separated finding ids, e.g. T1,T5 (default: all)")
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="sweeps run at once (default: one per CPU when the task's jobs run on one thread, else 1)",
+    )
+    parser.add_argument(
         "--judge-only",
         action="store_true",
         help="launch no run: judge the runs already in OUT/runs/ (a sweep still running elsewhere, or cut short)",
@@ -425,6 +468,8 @@ def main(argv: list[str] | None = None) -> None:
             f"no finding runs on task={args.task} (its reward roles: {roles}). "
             "Fix: use task=bandit or task=synthetic_llm, or add a roles: block to the task's config."
         )
+    if args.jobs is not None and args.jobs < 1:
+        fail(f"--jobs {args.jobs}: at least one sweep must run at a time. Fix: give --jobs 1 or more, or leave it out.")
     reason = check_writable(args.out)
     if reason is not None:
         fail(f"cannot write the report directory {args.out} ({reason}). Fix: choose another with --out DIR.")
@@ -432,31 +477,43 @@ def main(argv: list[str] | None = None) -> None:
     out, runs = args.out, args.out / "runs"
     started = time.perf_counter()
     results = []
-    total = sum(job_count(f.experiment) for f in runnable)
-    with tqdm(total=total, desc=f"findings on {args.task}", unit="job") as bar:
-        bar.resumed = 0
-        for finding in runnable:
-            bar.set_postfix_str(f"{finding.id} {finding.experiment}")
-            error = None if args.judge_only else run_finding(finding, args.task, runs, args.overrides, bar)
-            sweep = runs / finding.experiment
-            expected = expected_config(finding, args.task, args.overrides)
-            verdict, refused = (
-                judge(finding, sweep, expected) if sweep.exists() else (Verdict("inconclusive", {}, "no runs."), [])
-            )
-            figures = draw(finding, sweep, out / "figures" / finding.experiment) if verdict.checks else []
-            results.append(
-                {
-                    "finding": finding,
-                    "verdict": verdict,
-                    "judged": bool(verdict.checks),
-                    "figures": figures,
-                    "error": error,
-                    "refused": refused,
-                    "overrides": args.overrides,
-                    "command": command(finding, args.task, args.overrides),
-                }
-            )
-        resumed = bar.resumed
+    experiments = list(dict.fromkeys(f.experiment for f in runnable))  # a sweep two findings share runs once
+    total = sum(job_count(e) for e in experiments)
+    jobs = args.jobs or default_jobs(args.task, args.overrides)
+    # The sweeps run in their own processes, up to `jobs` at once (each experiment's jobs in its own order: a
+    # data ablation reads a sibling's run); each finding is judged and drawn here, in order, once its sweep ends.
+    pool = ThreadPoolExecutor(jobs)
+    try:
+        with tqdm(total=total, desc=f"findings on {args.task}", unit="job") as bar:
+            progress, sweeps = Progress(bar), {}
+            for finding in [] if args.judge_only else runnable:
+                if finding.experiment not in sweeps:
+                    sweeps[finding.experiment] = pool.submit(
+                        run_finding, finding, args.task, runs, args.overrides, progress
+                    )
+            for finding in runnable:
+                error = sweeps[finding.experiment].result() if sweeps else None
+                sweep = runs / finding.experiment
+                expected = expected_config(finding, args.task, args.overrides)
+                verdict, refused = (
+                    judge(finding, sweep, expected) if sweep.exists() else (Verdict("inconclusive", {}, "no runs."), [])
+                )
+                figures = draw(finding, sweep, out / "figures" / finding.experiment) if verdict.checks else []
+                results.append(
+                    {
+                        "finding": finding,
+                        "verdict": verdict,
+                        "judged": bool(verdict.checks),
+                        "figures": figures,
+                        "error": error,
+                        "refused": refused,
+                        "overrides": args.overrides,
+                        "command": command(finding, args.task, args.overrides),
+                    }
+                )
+            resumed = progress.resumed
+    finally:  # an interrupted report launches no sweep that had not started
+        pool.shutdown(cancel_futures=True)
     seconds = time.perf_counter() - started
     write_report(out, args.task, results, skipped, seconds, resumed, total, args.judge_only)
     for r in results:

@@ -23,6 +23,9 @@ from alignlab.storage.rundir import METRICS, SUMMARY
 
 IGNORED_OVERRIDES = ("experiment", "num_seeds", "seed", "force", "plot", "train.progress", "task")
 SEED_KEYS = ("seed", "num_seeds")  # differ between the seeds of one job by design
+# libyaml's parser when PyYAML has it: the same objects as yaml.safe_load, ten times faster on a report's
+# thousands of run records.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass
@@ -34,7 +37,7 @@ class Sweep:
 
 def run_overrides(run_dir: Path) -> list[str]:
     path = Path(run_dir) / ".hydra" / "overrides.yaml"
-    return (yaml.safe_load(path.read_text()) or []) if path.exists() else []
+    return (yaml.load(path.read_text(), Loader=YAML_LOADER) or []) if path.exists() else []
 
 
 def _identity(run_dir: Path) -> dict[str, str]:
@@ -57,7 +60,7 @@ def config_difference(run_dir: Path, wanted: dict[str, str]) -> list[str]:
     path = Path(run_dir) / ".hydra" / "config.yaml"
     if not path.exists():
         return ["(no .hydra/config.yaml)"]
-    have = flatten(yaml.safe_load(path.read_text()) or {})
+    have = flatten(yaml.load(path.read_text(), Loader=YAML_LOADER) or {})
     keys = sorted(set(have) | set(wanted))
     return [k for k in keys if k.split(".")[0] not in SEED_KEYS and have.get(k) != wanted.get(k)]
 
