@@ -639,3 +639,10 @@ def test_the_verdict_tables_decide_again_with_todays_bars():
 
 def test_build_is_the_clis_instantiate():
     assert build({"_target_": "alignlab.core.objectives.DPO", "beta": 0.2}).beta == 0.2
+
+
+def test_the_verdict_table_puts_the_tiers_left_to_right():
+    records = [record(FINDINGS["T6"], Verdict("inconclusive", {}, ""), task, []) for task in
+               ("full_scale", "synthetic_llm", "bandit_contextual", "bandit")]  # fmt: skip
+    header = verdicts_markdown(records).splitlines()[0]
+    assert header == "| finding | task=bandit | task=bandit_contextual | task=synthetic_llm | task=full_scale |"

@@ -229,9 +229,18 @@ def _number(x) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
+TIERS = ("bandit", "synthetic_llm", "full_scale")  # the tasks' names begin with their tier's
+
+
+def tier_order(task: str) -> tuple[int, str]:
+    """Tier 1, 2, 3 left to right in the tables (a task of no known tier last), then by name."""
+    tier = next((i for i, prefix in enumerate(TIERS) if task.startswith(prefix)), len(TIERS))
+    return tier, task
+
+
 def verdicts_markdown(records: list[dict]) -> str:
     """The verdict tables, finding x tier, then every check with its interval: docs/verdicts.md's block."""
-    tasks = list(dict.fromkeys(r["task"] for r in records))
+    tasks = sorted(dict.fromkeys(r["task"] for r in records), key=tier_order)
     findings = [f for f in FINDINGS if any(r["finding"] == f for r in records)]
     by = {(r["finding"], r["task"]): r for r in records}
     lines = ["| finding | " + " | ".join(f"task={t}" for t in tasks) + " |", "|---|" + "---|" * len(tasks)]
