@@ -168,9 +168,10 @@ class BackgroundWriter:
         self._raise()
         with self.lock:
             self.pending = (Path(path), payload)
-            if self.thread is None:
-                self.thread = threading.Thread(target=self._drain, name="alignlab-checkpoint")
-                self.thread.start()
+            if self.thread is None:  # published only once started: wait() may run at any moment (a Ctrl-C)
+                thread = threading.Thread(target=self._drain, name="alignlab-checkpoint")
+                thread.start()
+                self.thread = thread
 
     def _drain(self) -> None:
         while True:
@@ -193,7 +194,8 @@ class BackgroundWriter:
     def wait(self, raise_error: bool = True) -> None:
         """Until the pending write is done; then its error, if any and `raise_error` (False: an error of the
         caller's own is already propagating and must stay the one the user sees)."""
-        thread = self.thread
+        with self.lock:
+            thread = self.thread
         if thread is not None:
             thread.join()
         if raise_error:
