@@ -89,6 +89,14 @@ _T6 = Criterion(
     },
 )
 
+# T5-coverage and T5-quality share their prerequisite: a gap between online and reference-data DPO to explain.
+_T5_NEEDS = Part(
+    "online DPO - reference-data DPO final reward, seeds paired (a gap to explain; when this part does not hold "
+    "the finding is inconclusive)",
+    "at least",
+    0.02,
+)
+
 CRITERIA: dict[str, Criterion] = {
     "T1": Criterion(
         parts={
@@ -143,12 +151,7 @@ CRITERIA: dict[str, Criterion] = {
                 0.25,
             ),
             "best_of_n": Part("Best-of-2's gap left, the same ratio", "at most", 0.25),
-            "needs": Part(
-                "online DPO - reference-data DPO final reward, seeds paired (a gap to explain; when this part does "
-                "not hold the finding is inconclusive)",
-                "at least",
-                0.02,
-            ),
+            "needs": _T5_NEEDS,
         },
         per="",
         combine="all",
@@ -160,12 +163,7 @@ CRITERIA: dict[str, Criterion] = {
                 "at most",
                 0.5,
             ),
-            "needs": Part(
-                "online DPO - reference-data DPO final reward, seeds paired (a gap to explain; when this part does "
-                "not hold the finding is inconclusive)",
-                "at least",
-                0.02,
-            ),
+            "needs": _T5_NEEDS,
         },
         per="",
         combine="all",
