@@ -55,3 +55,28 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def launch_worker(script: str, out: Path, processes: int, distributed: str, config: str | None = None) -> dict:
+    """Run a test file's worker (`python script OUT DISTRIBUTED`, which writes OUT/DISTRIBUTED.json) on
+    `processes` processes: one plain process, torchrun, or `accelerate launch` with an accelerate `config` file of
+    full_scale/accelerate/ (then task.distributed is `auto` and the config picks the engine)."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(root), OMP_NUM_THREADS="1")
+    env.pop("WORLD_SIZE", None)
+    runner = [sys.executable]
+    if config is not None:
+        config_file = str(root / "full_scale" / "accelerate" / config)
+        runner += ["-m", "accelerate.commands.launch", "--config_file", config_file, "--num_processes", str(processes)]
+    elif processes > 1:
+        runner += ["-m", "torch.distributed.run", f"--nproc_per_node={processes}", "--standalone"]
+    result = subprocess.run(
+        [*runner, script, str(out), distributed],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=1800,  # a hang guard only
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((out / f"{distributed}.json").read_text())

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import launch_worker
+
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 3
 # As for FSDP (tests/test_full_scale_fsdp.py): two half-batch gradients averaged against one whole-batch
@@ -83,31 +85,7 @@ def summary(policy, critic, engine) -> dict:
 
 
 def launch(out: Path, processes: int, distributed: str, config: str | None = None) -> dict:
-    """Run the worker on `processes` processes: torchrun, or `accelerate launch` with an accelerate `config`
-    file of full_scale/accelerate/ (then task.distributed is `auto` and the config picks the engine)."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    env.pop("WORLD_SIZE", None)
-    runner = [sys.executable]
-    if config is not None:
-        runner += [
-            "-m",
-            "accelerate.commands.launch",
-            "--config_file",
-            str(ROOT / "full_scale" / "accelerate" / config),
-        ]
-        runner += ["--num_processes", str(processes)]
-    elif processes > 1:
-        runner += ["-m", "torch.distributed.run", f"--nproc_per_node={processes}", "--standalone"]
-    result = subprocess.run(
-        [*runner, __file__, str(out), distributed],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1800,  # a hang guard only
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads((out / f"{distributed}.json").read_text())
+    return launch_worker(__file__, out, processes, distributed, config)
 
 
 def largest_difference(a: dict, b: dict) -> float:

@@ -4,12 +4,12 @@ gets from the same batch, and a sharded policy's checkpoint is the full one (ful
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import launch_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 3
@@ -50,22 +50,8 @@ def run_worker(out: Path, distributed: str) -> None:
         (out / f"{distributed}.json").write_text(json.dumps(record))
 
 
-def launch(out: Path, processes: int, distributed: str) -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    env.pop("WORLD_SIZE", None)
-    runner = [sys.executable]
-    if processes > 1:
-        runner += ["-m", "torch.distributed.run", f"--nproc_per_node={processes}", "--standalone"]
-    result = subprocess.run(
-        [*runner, __file__, str(out), distributed],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1800,  # a hang guard only
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads((out / f"{distributed}.json").read_text())
+def launch(out: Path, processes: int, distributed: str, config: str | None = None) -> dict:
+    return launch_worker(__file__, out, processes, distributed, config)
 
 
 @pytest.mark.slow
