@@ -69,6 +69,7 @@ def experiment(name: str) -> dict:
         ("synthetic_llm", "easy", "mean_length"),
         ("synthetic_llm", "verifiable", "arithmetic"),
         ("full_scale", "hard", "length"),
+        ("full_scale", "easy", "long_length"),
         ("full_scale", "verifiable", "arithmetic"),
     ],
 )
@@ -80,7 +81,7 @@ def test_a_role_resolves_to_the_tasks_reward(task, reward, name):
 
 
 @pytest.mark.parametrize(
-    "task, reward", [("bandit", "verifiable"), ("full_scale", "easy"), ("bandit", "nonverifiable")]
+    "task, reward", [("bandit", "verifiable"), ("full_scale_mistral7b", "easy"), ("bandit", "nonverifiable")]
 )
 def test_a_missing_role_is_one_line_that_lists_the_roles(task, reward):
     with pytest.raises(ConfigError) as error:
@@ -154,7 +155,8 @@ def test_an_experiment_needs_the_roles_it_sweeps():
     assert required_roles(experiment("kl_budget")) == {"hard"}
     pairs = set(experiment_task_pairs())
     assert ("online_vs_offline", "bandit") in pairs and ("online_vs_offline", "synthetic_llm") in pairs
-    assert ("online_vs_offline", "full_scale") not in pairs  # full_scale has no easy reward
+    assert ("online_vs_offline", "full_scale") in pairs  # easy: long_length, SmolLM2's mode at the cap
+    assert ("online_vs_offline", "full_scale_mistral7b") not in pairs  # no easy reward measured for Mistral-7B
 
 
 def test_an_experiment_needs_the_roles_of_its_reward_mixtures():
@@ -174,8 +176,8 @@ def test_an_experiment_needs_the_roles_of_its_reward_mixtures():
 
 def test_the_report_skips_a_finding_whose_mixture_needs_a_role_the_task_lacks():
     runnable, skipped = plan("full_scale", ["T1", "T7-curriculum"])
-    assert runnable == [] and [f.id for f, _ in skipped] == ["T1", "T7-curriculum"]
-    assert skipped[1][1] == "task=full_scale has no nonverifiable reward role"
+    assert [f.id for f in runnable] == ["T1"] and [f.id for f, _ in skipped] == ["T7-curriculum"]
+    assert skipped[0][1] == "task=full_scale has no nonverifiable reward role"
     runnable, skipped = plan("synthetic_llm", ["T7-curriculum"])
     assert [f.id for f in runnable] == ["T7-curriculum"] and skipped == []
 
@@ -576,7 +578,7 @@ def test_the_report_names_each_run_it_leaves_out_and_averages_only_the_others(tm
     "args, message",
     [
         (["task=bandits"], "unknown task 'bandits'"),
-        (["task=full_scale", "--only", "T1"], "no finding runs on task=full_scale (its reward roles: hard, verif"),
+        (["task=full_scale_mistral7b", "--only", "T1"], "no finding runs on task=full_scale_mistral7b (its reward r"),
         (["--only", "T9"], "unknown finding T9"),
         (["task=full_scale", "--only", "T7-curriculum"], "no finding runs on task=full_scale (its reward roles"),
         (["--verdicts", "nowhere"], "no saved verdicts (*.json) in nowhere"),
