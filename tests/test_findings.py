@@ -26,7 +26,7 @@ from alignlab.errors import ConfigError
 from alignlab.runs.cli import build, run_experiment, run_name
 from alignlab.science.criteria import CRITERIA, HISTORY, Part
 from alignlab.science.findings import FINDINGS, Verdict, iterations_to_level
-from alignlab.science.report import parse, plan, record, verdicts_block, verdicts_markdown
+from alignlab.science.report import not_run, parse, plan, record, verdicts_block, verdicts_markdown
 from alignlab.science.sweep import flatten, read_sweep
 from alignlab.stats import combine, decide, difference, paired_interval, seeds_to_decide
 from bandits import BanditTask
@@ -590,6 +590,28 @@ def test_the_report_stops_on_bad_input_before_writing(tmp_path, args, message):
     assert not (tmp_path / "rep").exists()
 
 
+def test_a_verdict_on_a_sweep_cut_down_names_what_was_not_run():
+    """Tier 3's T1 fits a CPU budget with algo=dpo only: the verdict says so (issue 15), not silently judge the
+    experiment's four objectives on one."""
+    grid = [
+        (a, s, r)
+        for a in ("dpo", "ipo", "best_of_n", "reinforce")
+        for s in ("online", "offline")
+        for r in ("hard", "easy")
+    ]
+    full = pd.DataFrame(grid, columns=["algo", "sampling", "task.reward"])
+    assert not_run(FINDINGS["T1"], full) == ""
+    cut = full[full["algo"].isin(["dpo", "best_of_n"])]
+    assert not_run(FINDINGS["T1"], cut) == (
+        "Judged on the runs made: algo=dpo, best_of_n only (ipo, reinforce not run); a sweep cut down, e.g. for a "
+        "budget."
+    )
+    online_hard = cut[(cut["sampling"] == "online") & (cut["task.reward"] == "hard")]
+    assert "task.reward=hard only (easy not run); sampling=online only (offline not run)" in not_run(
+        FINDINGS["T1"], online_hard
+    )
+
+
 @pytest.mark.slow
 def test_the_report_runs_judges_resumes_and_refuses_what_is_not_its_experiments(tmp_path):
     args = ["--only", "T1", "--out", "rep", "train.iterations=4", "findings.seeds=2", "algo=dpo"]
@@ -597,6 +619,7 @@ def test_the_report_runs_judges_resumes_and_refuses_what_is_not_its_experiments(
     report = (tmp_path / "rep" / "REPORT.md").read_text()
     assert "## T1:" in report and "Criterion history: (1) 2026-11-26" in report and "T2" not in report
     assert "| dpo on hard | " in report and " | 2 | at least 0.2 | " in report  # an interval over 2 seeds
+    assert "algo=dpo only (ipo, best_of_n, reinforce not run)" in report  # the sweep was cut to DPO
     records = json.loads((tmp_path / "rep" / "verdicts.json").read_text())
     assert [r["finding"] for r in records] == ["T1"] and len(records[0]["checks"]) == 2
     assert (tmp_path / "rep" / "index.html").exists()
