@@ -5,7 +5,8 @@
   `task.reward=arithmetic`. Under a reward mixture by domain, the union of the domains' prompts.
 - Held out: `task.eval_prompts` of each file or domain, evenly spaced through it.
 - Tokens: a prompt through the tokenizer's chat template, remembered with its record (gold answer, source) so
-  that a reward scores its text; the answers of preference pairs (`task.pairs`) as completions (offline data).
+  that a reward scores its text; the answers of preference pairs (`task.pairs`) as completions (offline data,
+  when a pairs file is asked for; otherwise the offline data are reference samples, FullScaleTask.offline_data).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from full_scale.data import (
 )
 
 Groups = list[tuple[list[PromptRecord], str]]  # prompt records, and where they come from (for messages)
+SAMPLE_PAIRS = "sample"  # task.pairs=sample: the shipped full_scale/data/pairs.jsonl
 
 
 @dataclass
@@ -39,7 +41,7 @@ class PromptSource:
     settings) and how many prompts of each file or domain are held out for evaluation (`task.eval_prompts`)."""
 
     prompts: str | None  # None: full_scale/data/prompts.jsonl
-    pairs: str | None  # None: full_scale/data/pairs.jsonl
+    pairs: str | None  # None: no pairs file (offline data are reference samples); `sample`: full_scale/data/pairs.jsonl
     num_problems: int
     max_operand: int
     operations: str
@@ -86,9 +88,13 @@ class PromptSource:
     def file_records(self) -> list[PromptRecord]:
         return load_prompts(self.prompts or sample_file("prompts.jsonl"))
 
+    @property
+    def pairs_name(self) -> str:
+        return "the sample pairs file" if self.pairs == SAMPLE_PAIRS else str(self.pairs)
+
     def read_pairs(self) -> list[PairRecord]:
         if self.pair_records is None:
-            self.pair_records = load_pairs(self.pairs or sample_file("pairs.jsonl"))
+            self.pair_records = load_pairs(sample_file("pairs.jsonl") if self.pairs == SAMPLE_PAIRS else self.pairs)
         return self.pair_records
 
     def pair_rollout(
@@ -107,7 +113,7 @@ class PromptSource:
             per_process = f" per process on {world}" if world > 1 else ""
             raise ConfigError(
                 f"sampling.offline_prompts={num_prompts} asks for more pairs than "
-                f"{self.pairs or 'the sample pairs file'} has ({len(shard)}{per_process})",
+                f"{self.pairs_name} has ({len(shard)}{per_process})",
                 f"set sampling.offline_prompts={len(shard)} or fewer, or give more pairs",
             )
         chosen_idx = torch.randperm(len(shard), generator=generator)[:num_prompts].tolist()

@@ -22,19 +22,31 @@ from alignlab.lm.policy import model_max_context
 from full_scale.data import Messages, PairRecord, PromptRecord
 from full_scale.models import from_source, load_causal_lm, load_tokenizer, resolve_model
 
-REWARDS = ("length", "reward_model", "judge", "math", "arithmetic")
+REWARDS = ("length", "long_length", "reward_model", "judge", "math", "arithmetic")
 VERIFIABLE = ("math", "arithmetic")
 WIN_RATE = ("reward_model", "judge", "arithmetic")  # task.win_rate=null measures the win rate under these
 LENGTH_TARGETS = ("short", "long")
 
 
+def check_length_target(target: str) -> None:
+    if target not in LENGTH_TARGETS:
+        raise ConfigError(f"task.length_target={target} is not a target", f"use one of {', '.join(LENGTH_TARGETS)}")
+
+
 class LengthReward:
     """r = 1 - len/max_new_tokens (`short`: the optimum, an immediate stop, is unlikely under an instruct
-    model) or len/max_new_tokens (`long`), the tier-2 length rewards on a real model."""
+    model) or len/max_new_tokens (`long`), the tier-2 length rewards on a real model. `len` counts the
+    completion's tokens, the end token included, so a completion cut at the cap has len = max_new_tokens.
+
+    The reward `length` takes `task.length_target` (short by default: the `hard` role); the reward
+    `long_length` is always `long`, and is the `easy` role of conf/task/full_scale.yaml because the reference's
+    mode is the cap: 256 samples of SmolLM2-135M-Instruct (temperature 1, 8 per training prompt of the sample
+    file, max_new_tokens=24, 2026-12-03) had 214 (84%) cut at 24 tokens and 42 ending earlier, spread over
+    5-23 tokens with no other length above 5 samples; mean 22.6, reward 0.94 under `long_length`, 0.06 under
+    `length`. Another model or cap has its own mode: measure it before calling `long_length` easy there."""
 
     def __init__(self, target: str, max_new_tokens: int):
-        if target not in LENGTH_TARGETS:
-            raise ConfigError(f"task.length_target={target} is not a target", f"use one of {', '.join(LENGTH_TARGETS)}")
+        check_length_target(target)
         self.target, self.max_new_tokens = target, max_new_tokens
 
     def score(self, prompts: list[PromptRecord], responses: list[str], lengths: Tensor) -> Tensor:
@@ -434,6 +446,7 @@ class RewardSettings:
 
     def __post_init__(self):
         check_range("task.judge_max_new_tokens", self.judge_max_new_tokens, "[1, inf)")
+        check_length_target(self.length_target)  # whatever the reward: a typo fails before the model loads
         if self.reward == "reward_model":
             resolve_model(self.reward_model, "task.reward_model")
         if self.reward == "judge" and self.judge != "self":
@@ -452,6 +465,8 @@ def make_reward(
     policy's current model, which the judge `self` scores with (self-rewarding, Yuan et al. 2024)."""
     if name == "length":
         return LengthReward(settings.length_target, settings.max_new_tokens)
+    if name == "long_length":
+        return LengthReward("long", settings.max_new_tokens)
     if name in VERIFIABLE:
         return MathReward()
     if name == "reward_model":

@@ -318,10 +318,12 @@ class FullScaleTask:
         return [self.train_prompts[i] for i in idx[self.rank * count : (self.rank + 1) * count].tolist()]
 
     def offline_data(self, num_prompts: int, samples_per_prompt: int, generator: torch.Generator) -> Rollout:
-        """The preference pairs file as a Rollout: chosen then rejected for each prompt, rewards [1, 0]. On
-        generated arithmetic there is no file: the data are reference samples scored by the checker, drawn once
-        (the offline setting of Lanchantin et al. 2025, arXiv:2506.21495)."""
-        if self.reward_name == "arithmetic":
+        """sampling=offline's data, drawn once. By default `samples_per_prompt` reference samples for each of
+        `num_prompts` training prompts, scored by the task's reward (a mixture re-scores them), as the offline
+        runs of Tajwar et al. 2024 (arXiv:2404.14367: one dataset drawn from the reference) and Lanchantin et al.
+        2025 (arXiv:2506.21495, s = infinity). With `task.pairs`, that preference pairs file instead: chosen then
+        rejected for each prompt, rewards [1, 0]."""
+        if self.prompt_source.pairs is None:
             prompts = self.sample_prompts(num_prompts, generator)
             reference = self._reference or self.make_reference()
             completions = reference.sample(prompts, samples_per_prompt, generator)
@@ -331,7 +333,7 @@ class FullScaleTask:
             raise ConfigError(
                 f"offline preference pairs give 2 completions per prompt, "
                 f"sampling.samples_per_prompt={samples_per_prompt}",
-                "set sampling.samples_per_prompt=2",
+                "set sampling.samples_per_prompt=2, or drop task.pairs to sample the offline data from the reference",
             )
         return self.prompt_source.pair_rollout(self.codec, num_prompts, self.rank, self.world, generator)
 

@@ -264,6 +264,10 @@ BAD_INPUT = [
     ([*T3, "task.distributed=zero2"], "task.distributed"),
     # issue 17: Hydra's flags
     (["-m", "algo=dpo,ipo", "--cfg", "hydra"], "--cfg"),
+    # issue 15, tier-3 T1: the easy role, and the offline data (reference samples, or a pairs file when asked)
+    (["task=full_scale_mistral7b", "task.reward=easy"], "no 'easy' reward"),  # Mistral-7B's mode is not measured
+    ([*T3, "task.reward=easy", "task.length_target=longest"], "task.length_target=longest"),
+    ([*T3, "sampling=offline", "task.pairs=DATA/no_such_pairs.jsonl"], "no_such_pairs.jsonl"),
 ]
 
 BAD_FILES = {

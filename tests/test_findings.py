@@ -26,7 +26,7 @@ from alignlab.errors import ConfigError
 from alignlab.runs.cli import build, run_experiment, run_name
 from alignlab.science.criteria import CRITERIA, HISTORY, Part
 from alignlab.science.findings import FINDINGS, Verdict, iterations_to_level
-from alignlab.science.report import parse, plan, record, verdicts_block, verdicts_markdown
+from alignlab.science.report import not_run, parse, plan, record, verdicts_block, verdicts_markdown
 from alignlab.science.sweep import flatten, read_sweep
 from alignlab.stats import combine, decide, difference, paired_interval, seeds_to_decide
 from bandits import BanditTask
@@ -69,6 +69,7 @@ def experiment(name: str) -> dict:
         ("synthetic_llm", "easy", "mean_length"),
         ("synthetic_llm", "verifiable", "arithmetic"),
         ("full_scale", "hard", "length"),
+        ("full_scale", "easy", "long_length"),
         ("full_scale", "verifiable", "arithmetic"),
     ],
 )
@@ -80,7 +81,7 @@ def test_a_role_resolves_to_the_tasks_reward(task, reward, name):
 
 
 @pytest.mark.parametrize(
-    "task, reward", [("bandit", "verifiable"), ("full_scale", "easy"), ("bandit", "nonverifiable")]
+    "task, reward", [("bandit", "verifiable"), ("full_scale_mistral7b", "easy"), ("bandit", "nonverifiable")]
 )
 def test_a_missing_role_is_one_line_that_lists_the_roles(task, reward):
     with pytest.raises(ConfigError) as error:
@@ -154,7 +155,8 @@ def test_an_experiment_needs_the_roles_it_sweeps():
     assert required_roles(experiment("kl_budget")) == {"hard"}
     pairs = set(experiment_task_pairs())
     assert ("online_vs_offline", "bandit") in pairs and ("online_vs_offline", "synthetic_llm") in pairs
-    assert ("online_vs_offline", "full_scale") not in pairs  # full_scale has no easy reward
+    assert ("online_vs_offline", "full_scale") in pairs  # easy: long_length, SmolLM2's mode at the cap
+    assert ("online_vs_offline", "full_scale_mistral7b") not in pairs  # no easy reward measured for Mistral-7B
 
 
 def test_an_experiment_needs_the_roles_of_its_reward_mixtures():
@@ -174,8 +176,8 @@ def test_an_experiment_needs_the_roles_of_its_reward_mixtures():
 
 def test_the_report_skips_a_finding_whose_mixture_needs_a_role_the_task_lacks():
     runnable, skipped = plan("full_scale", ["T1", "T7-curriculum"])
-    assert runnable == [] and [f.id for f, _ in skipped] == ["T1", "T7-curriculum"]
-    assert skipped[1][1] == "task=full_scale has no nonverifiable reward role"
+    assert [f.id for f in runnable] == ["T1"] and [f.id for f, _ in skipped] == ["T7-curriculum"]
+    assert skipped[0][1] == "task=full_scale has no nonverifiable reward role"
     runnable, skipped = plan("synthetic_llm", ["T7-curriculum"])
     assert [f.id for f in runnable] == ["T7-curriculum"] and skipped == []
 
@@ -576,7 +578,7 @@ def test_the_report_names_each_run_it_leaves_out_and_averages_only_the_others(tm
     "args, message",
     [
         (["task=bandits"], "unknown task 'bandits'"),
-        (["task=full_scale", "--only", "T1"], "no finding runs on task=full_scale (its reward roles: hard, verif"),
+        (["task=full_scale_mistral7b", "--only", "T1"], "no finding runs on task=full_scale_mistral7b (its reward r"),
         (["--only", "T9"], "unknown finding T9"),
         (["task=full_scale", "--only", "T7-curriculum"], "no finding runs on task=full_scale (its reward roles"),
         (["--verdicts", "nowhere"], "no saved verdicts (*.json) in nowhere"),
@@ -588,6 +590,28 @@ def test_the_report_stops_on_bad_input_before_writing(tmp_path, args, message):
     assert not (tmp_path / "rep").exists()
 
 
+def test_a_verdict_on_a_sweep_cut_down_names_what_was_not_run():
+    """Tier 3's T1 fits a CPU budget with algo=dpo only: the verdict says so (issue 15), not silently judge the
+    experiment's four objectives on one."""
+    grid = [
+        (a, s, r)
+        for a in ("dpo", "ipo", "best_of_n", "reinforce")
+        for s in ("online", "offline")
+        for r in ("hard", "easy")
+    ]
+    full = pd.DataFrame(grid, columns=["algo", "sampling", "task.reward"])
+    assert not_run(FINDINGS["T1"], full) == ""
+    cut = full[full["algo"].isin(["dpo", "best_of_n"])]
+    assert not_run(FINDINGS["T1"], cut) == (
+        "Judged on the runs made: algo=dpo, best_of_n only (ipo, reinforce not run); a sweep cut down, e.g. for a "
+        "budget."
+    )
+    online_hard = cut[(cut["sampling"] == "online") & (cut["task.reward"] == "hard")]
+    assert "task.reward=hard only (easy not run); sampling=online only (offline not run)" in not_run(
+        FINDINGS["T1"], online_hard
+    )
+
+
 @pytest.mark.slow
 def test_the_report_runs_judges_resumes_and_refuses_what_is_not_its_experiments(tmp_path):
     args = ["--only", "T1", "--out", "rep", "train.iterations=4", "findings.seeds=2", "algo=dpo"]
@@ -595,6 +619,7 @@ def test_the_report_runs_judges_resumes_and_refuses_what_is_not_its_experiments(
     report = (tmp_path / "rep" / "REPORT.md").read_text()
     assert "## T1:" in report and "Criterion history: (1) 2026-11-26" in report and "T2" not in report
     assert "| dpo on hard | " in report and " | 2 | at least 0.2 | " in report  # an interval over 2 seeds
+    assert "algo=dpo only (ipo, best_of_n, reinforce not run)" in report  # the sweep was cut to DPO
     records = json.loads((tmp_path / "rep" / "verdicts.json").read_text())
     assert [r["finding"] for r in records] == ["T1"] and len(records[0]["checks"]) == 2
     assert (tmp_path / "rep" / "index.html").exists()

@@ -93,7 +93,7 @@ def make_task(**kwargs) -> FullScaleTask:
 
 @pytest.fixture(scope="module")
 def task() -> FullScaleTask:
-    return make_task()
+    return make_task(pairs="sample")  # sampling=offline trains on the sample pairs file (not reference samples)
 
 
 @pytest.fixture(scope="module")

@@ -194,7 +194,7 @@ def test_rounds_mixing_offline_and_online_data_are_recorded_with_behaviour_logps
     """sampling.offline_fraction on tier 3, whose offline data (the pairs file) carries no log-probs: the offline
     rows are recorded with the reference's (before the fix such rounds had no behaviour log-probs at all), and
     the recording replays the run."""
-    task = make_task(reward="reward_model", reward_model=reward_model)
+    task = make_task(reward="reward_model", reward_model=reward_model, pairs="sample")
     mixed = SamplingConfig(prompts_per_round=2, samples_per_prompt=2, offline_fraction=0.5, offline_prompts=4)
     _, rows, online = train(task, objective(), mixed, quick(3), hooks=[RunStorage(tmp_path, record_rollouts=True)])
     frame = pd.read_parquet(tmp_path / ROLLOUTS)
@@ -221,7 +221,8 @@ def test_more_offline_prompts_than_pairs_is_refused_with_the_count(tmp_path):
     from tests.test_bad_input import T3, run_main
 
     code, stderr = run_main(
-        [*T3, "sampling=offline", "sampling.offline_prompts=1000", "train.progress=false"], tmp_path
+        [*T3, "sampling=offline", "task.pairs=sample", "sampling.offline_prompts=1000", "train.progress=false"],
+        tmp_path,
     )
     errors = [line for line in stderr.splitlines() if line.startswith("alignlab: error:")]
     assert code == 2 and "Traceback" not in stderr and len(errors) == 1

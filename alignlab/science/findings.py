@@ -56,7 +56,12 @@ register(
             f"online against offline on a reward peaked where the reference is unlikely (R1, our hard) and at its "
             f"mode (R2, easy): {CODE} bandit_experiment/scripts/onpolicy_best_of_n.sh:6 (reward_functions 4 and 5), "
             "reward_functions.py:39-57 (peaks at 70 and 20). Their on-policy runs take 15 gradient steps per batch "
-            "(onpolicy_best_of_n.sh:9); the tier-1 bandit takes 1, the contextual bandit their 15"
+            "(onpolicy_best_of_n.sh:9); the tier-1 bandit takes 1, the contextual bandit their 15. Tier 3 takes their "
+            "LLM setting: length rewards, offline DPO on a dataset named as the SFT reference's samples relabeled by "
+            "min length or mode length (llm_experiment/scripts/run_dpo.sh:26-31), online with reward models of the "
+            "same rewards (run_online_dpo_single.sh:44-59); on SmolLM2 hard = short answers, unlikely under the "
+            "reference; easy = long ones, peaked at the reference's mode (84% of its samples reach the 24-token cap); "
+            "offline = reference samples drawn once and scored"
         ),
         experiment="online_vs_offline",
         verdict=verdict_on_policy,

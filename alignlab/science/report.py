@@ -21,6 +21,7 @@ OUT/verdicts.json keeps every check for the docs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import html
 import importlib.resources
 import json
@@ -165,16 +166,40 @@ def expected_config(finding: Finding, task: str, overrides: list[str]):
     return expected
 
 
+def not_run(finding: Finding, summaries) -> str:
+    """A sentence naming the values of the experiment's swept keys that no judged run has (a sweep cut down on
+    the command line, e.g. `algo=dpo` to fit tier 3 in a CPU budget), so that a verdict says what it rests on;
+    '' when every value ran. Keys the finding itself fixes (its overrides) are not a cut."""
+    params = OmegaConf.to_container(experiment_file(finding.experiment).hydra.sweeper.params)
+    fixed = {o.split("=", 1)[0] for o in finding.overrides}
+    cuts = []
+    for key, values in params.items():
+        if key == "seed" or key in fixed or key not in summaries:
+            continue
+        wanted = [v.strip() for v in str(values).split(",")]
+        have = set(summaries[key].astype(str))
+        missing = [v for v in wanted if v not in have]
+        if missing:
+            ran = ", ".join(v for v in wanted if v in have)
+            cuts.append(f"{key}={ran} only ({', '.join(missing)} not run)")
+    if not cuts:
+        return ""
+    return f"Judged on the runs made: {'; '.join(cuts)}; a sweep cut down, e.g. for a budget."
+
+
 def judge(finding: Finding, sweep: Path, expected=None) -> tuple[Verdict, list[str]]:
-    """The verdict over the sweep's accepted runs, and one line per refused run."""
+    """The verdict over the sweep's accepted runs (saying which swept values were not run), and one line per
+    refused run."""
     runs = read_sweep(sweep, expected)
     if runs.summaries.empty:
         return Verdict("inconclusive", {}, "no finished, whole run of this experiment."), runs.refused
     try:
-        return finding.verdict(runs.summaries, runs.metrics), runs.refused
+        verdict = finding.verdict(runs.summaries, runs.metrics)
     except (KeyError, IndexError, ValueError) as error:  # a sweep cut down by overrides may lack a setting
         why = f"the sweep lacks what the criterion needs ({type(error).__name__}: {error})."
         return Verdict("inconclusive", {}, why), runs.refused
+    cut = not_run(finding, runs.summaries)
+    return (dataclasses.replace(verdict, text=f"{verdict.text} {cut}") if cut else verdict), runs.refused
 
 
 def draw(finding: Finding, sweep: Path, figures: Path) -> list[Path]:
