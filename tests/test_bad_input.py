@@ -264,6 +264,9 @@ BAD_INPUT = [
     ([*T3, "task.distributed=zero2"], "task.distributed"),
     # issue 17: Hydra's flags
     (["-m", "algo=dpo,ipo", "--cfg", "hydra"], "--cfg"),
+    # issue 16, distributed paths: 16-bit weights and Adam states that ZeRO's fp32 partitions would not keep
+    ([*T3, "task.distributed=deepspeed_zero2", "task.dtype=bfloat16", "task.mixed_precision=false"], "task.dtype"),
+    ([*T3, "task.distributed=deepspeed_zero3", "task.dtype=float16"], "task.dtype=float16"),
 ]
 
 BAD_FILES = {
