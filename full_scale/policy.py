@@ -52,15 +52,17 @@ class FullScalePolicy(CausalLMPolicy):
 
 
 class ShardedPolicy(FullScalePolicy):
-    """A policy whose model FSDP2 shards across the processes. FSDP refuses a deep copy, so the policy's copy
-    (semi-online's frozen sampler, alignlab/core/sampling.py) is `fresh()`, a new policy sharded the same way,
-    loaded with this one's full weights: a collective, which every process makes when it builds its sampler."""
+    """A policy whose model is sharded across the processes (FSDP2, DeepSpeed ZeRO-3), which cannot be deep
+    copied, so the policy's copy (semi-online's frozen sampler, alignlab/core/sampling.py) is `fresh()`
+    loaded with this one's full weights: a collective, which every process makes when it builds its sampler.
+    Under FSDP2 the copy is sharded the same way; under ZeRO-3 it is whole on every process, as ZeRO-3
+    partitions only the models its engine holds."""
 
-    def __init__(self, model: nn.Module, *, fresh: Callable[[], ShardedPolicy], **kwargs):
+    def __init__(self, model: nn.Module, *, fresh: Callable[[], FullScalePolicy], **kwargs):
         super().__init__(model, **kwargs)
         self.fresh = fresh
 
-    def __deepcopy__(self, memo) -> ShardedPolicy:
+    def __deepcopy__(self, memo) -> FullScalePolicy:
         clone = self.fresh()
         clone.load_state_dict(self.state_dict())
         return clone

@@ -195,6 +195,10 @@ class FullScaleTask:
     def _wrap(self, model: nn.Module, adapter_only: bool = False) -> FullScalePolicy:
         return FullScalePolicy(model, adapter_only=adapter_only, **self.policy_kwargs)
 
+    def _whole_policy(self) -> FullScalePolicy:
+        """A new full fine-tune's policy outside any engine: ZeRO-3's copy (ShardedPolicy)."""
+        return self._wrap(full_copy(self.base, self.mixed_precision, self.gradient_checkpointing))
+
     def _sharded_policy(self, model: nn.Module | None = None) -> ShardedPolicy:
         """A full fine-tune's policy sharded by FSDP2 (a new copy of the base unless `model` is given)."""
         if model is None:
@@ -215,10 +219,11 @@ class FullScaleTask:
                 policy = VLLMPolicy(model, self._vllm, **self.policy_kwargs)
             elif self.fsdp:
                 policy = self._sharded_policy(model)
+            elif self.zero is not None and self.zero["stage"] == 3:  # weights gathered in every forward
+                policy = ShardedPolicy(model, fresh=self._whole_policy, **self.policy_kwargs)
+                policy.sharded, policy.stop_together = zero, all_done
             else:
                 policy = self._wrap(model)
-            if self.zero is not None and self.zero["stage"] == 3:  # weights gathered in every forward
-                policy.sharded, policy.stop_together = zero, all_done
         else:
             self._peft = with_adapters(self._peft, self.base, self.lora, self.gradient_checkpointing)
             policy = self._wrap(self._peft, adapter_only=True)
