@@ -39,6 +39,22 @@ def check_mixed_precision(requested: bool | None, dtype: torch.dtype, lora: bool
     return True
 
 
+def check_zero_precision(requested: bool | None, dtype: torch.dtype) -> None:
+    """Under DeepSpeed ZeRO, 16-bit weights without fp32 masters are refused in one line: ZeRO-1/2 keep
+    16-bit master weights only when offloading to DeepSpeed's C++ CPU Adam (refused by full_scale/zero.py),
+    so the 16-bit weights and Adam states asked for would silently be stepped as an fp32 copy."""
+    if dtype == torch.float32 or (requested is None and dtype == torch.bfloat16) or requested:
+        return
+    name = str(dtype).removeprefix("torch.")
+    setting = "with task.mixed_precision=false" if requested is False else "(mixed precision is for bfloat16)"
+    raise ConfigError(
+        f"task.dtype={name} {setting} trains {name} weights and Adam states, but DeepSpeed ZeRO steps an fp32 "
+        "copy of every partition, so it would not take that update",
+        "drop task.mixed_precision with task.dtype=bfloat16 (fp32 master weights under bf16 compute), "
+        "or set task.dtype=float32",
+    )
+
+
 class AccelerateEngine:
     """The update on several processes through `accelerate`: its backward, clipping and optimizer wrapper."""
 

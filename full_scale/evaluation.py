@@ -81,9 +81,12 @@ def evaluate(task: FullScaleTask, policy, generator: torch.Generator) -> dict[st
     reference_texts = None
     if task.win_rate:
         # The reference is frozen: its held-out samples are drawn and scored once per run, not at every
-        # evaluation; only a judge that is the policy itself must score them again.
+        # evaluation; only a judge that is the policy itself must score them again. They are drawn from a
+        # generator of their own, seeded from the evaluation's: a resumed run draws them again, at its first
+        # evaluation, and must draw the same ones without moving the evaluation's stream.
         if task._reference_eval is None:
-            reference_samples = reference.sample(task.eval_prompts, k, generator)
+            own = torch.Generator().manual_seed(generator.initial_seed() + 1)
+            reference_samples = reference.sample(task.eval_prompts, k, own)
             bar.update(1)
             task._reference_eval = (reference_samples, score(reference_samples))
             bar.update(1)

@@ -96,16 +96,20 @@ def shard(model: nn.Module, root: nn.Module | None = None) -> nn.Module:
 
 
 def full_state_dict(model: nn.Module) -> dict:
-    """The unsharded weights on the CPU (a collective: every process calls it; all receive them)."""
+    """The unsharded weights on the CPU (a collective: every process calls it; rank 0 alone receives them, the
+    others an empty dict, so that no other process holds a whole copy of the model)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def load_full_state_dict(model: nn.Module, state: dict) -> None:
+    """Load rank 0's unsharded weights, broadcast to every process's shards (a collective): the other ranks'
+    `state` is not read, which lets full_state_dict's empty dict stand for the weights there (semi-online's
+    sampler refresh, alignlab/core/sampling.py, loads the policy's state_dict into its copy)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
 
 
 def all_done(done: bool) -> bool:

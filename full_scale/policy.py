@@ -7,6 +7,8 @@ tier 2: a tier-3 policy is the same object around a bigger model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -47,6 +49,23 @@ class FullScalePolicy(CausalLMPolicy):
                 f"unexpected keys {result.unexpected_keys[:5]}"
             )
         return result
+
+
+class ShardedPolicy(FullScalePolicy):
+    """A policy whose model is sharded across the processes (FSDP2, DeepSpeed ZeRO-3), which cannot be deep
+    copied, so the policy's copy (semi-online's frozen sampler, alignlab/core/sampling.py) is `fresh()`
+    loaded with this one's full weights: a collective, which every process makes when it builds its sampler.
+    Under FSDP2 the copy is sharded the same way; under ZeRO-3 it is whole on every process, as ZeRO-3
+    partitions only the models its engine holds."""
+
+    def __init__(self, model: nn.Module, *, fresh: Callable[[], FullScalePolicy], **kwargs):
+        super().__init__(model, **kwargs)
+        self.fresh = fresh
+
+    def __deepcopy__(self, memo) -> FullScalePolicy:
+        clone = self.fresh()
+        clone.load_state_dict(self.state_dict())
+        return clone
 
 
 class AdapterOffReference:
@@ -105,6 +124,29 @@ class DistributedPolicy(nn.Module):
         import copy
 
         return copy.deepcopy(self.policy, memo)
+
+
+class WholeStateDict(nn.Module):
+    """A module sharded across the processes (PPO's critic under FSDP2 or ZeRO-3) whose checkpoint holds its
+    whole weights, as one process's would: state_dict and load_state_dict gather and scatter them with
+    `sharding`'s functions (full_scale/fsdp.py or zero.py; collectives: every process makes them). A wrapper,
+    because torch's FSDP state-dict functions call the sharded module's own state_dict."""
+
+    def __init__(self, module: nn.Module, sharding):
+        super().__init__()
+        self.module = module
+        self.sharding = sharding
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    def state_dict(self, *args, **kwargs) -> dict:
+        if args or kwargs:  # a parent module's recursion, not a checkpoint's call
+            return super().state_dict(*args, **kwargs)
+        return self.sharding.full_state_dict(self.module)
+
+    def load_state_dict(self, state: dict, strict: bool = True, assign: bool = False):
+        return self.sharding.load_full_state_dict(self.module, state)
 
 
 def unwrap(policy) -> FullScalePolicy:

@@ -247,6 +247,16 @@ _SCORE = re.compile(r"score\s*[:=]?\s*\**\s*(\d+(?:\.\d+)?)\s*(?:/\s*5|points?|o
 _FALLBACK = re.compile(r"(\d+(?:\.\d+)?)\s*(?:/\s*5|out of 5|points)", re.IGNORECASE)
 
 
+def sharded_across_processes(model: nn.Module) -> bool:
+    """Whether every forward of `model` is a collective (FSDP2's fully_shard, DeepSpeed ZeRO-3's partitions:
+    the self-judge under task.distributed=fsdp or deepspeed_zero3), so that every process must make as many as
+    the others: generation then runs until every process's verdicts have ended (transformers' `synced_gpus`,
+    which it turns on by itself only for models it sharded)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule) or any(hasattr(p, "ds_id") for p in model.parameters())
+
+
 def parse_judge_score(text: str) -> float | None:
     """The judge's 0-5 score: the last "Score: X" (any case, markdown bold, "X/5" allowed), else the last
     "X/5" or "X points"; values outside 0-5 are ignored. None when there is none."""
@@ -345,6 +355,7 @@ class LLMJudge:
                 **batch,
                 max_new_tokens=self.max_new_tokens,
                 do_sample=False,
+                synced_gpus=sharded_across_processes(model),
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
             )

@@ -25,7 +25,7 @@ from alignlab.lm.policy import CausalLMValue, TokenCompletions, model_max_contex
 from alignlab.storage.rundir import atomic_write_bytes
 from full_scale import evaluation, fsdp, zero
 from full_scale.data import PromptRecord
-from full_scale.engine import AccelerateEngine
+from full_scale.engine import AccelerateEngine, check_zero_precision
 from full_scale.fsdp import FSDPEngine, all_done, shard
 from full_scale.models import (
     Generation,
@@ -35,12 +35,20 @@ from full_scale.models import (
     load_base,
     load_tokenizer,
     lora_settings,
+    pick_device,
+    pick_dtype,
     precision,
     resolve_model,
     value_trunk,
     with_adapters,
 )
-from full_scale.policy import AdapterOffReference, DistributedPolicy, FullScalePolicy
+from full_scale.policy import (
+    AdapterOffReference,
+    DistributedPolicy,
+    FullScalePolicy,
+    ShardedPolicy,
+    WholeStateDict,
+)
 from full_scale.prompts import ChatCodec, PromptSource
 from full_scale.rewards import REWARDS, VERIFIABLE, WIN_RATE, RewardSettings, check_reward, make_reward
 from full_scale.vllm_backend import PushingEngine, VLLMEngine, VLLMPolicy
@@ -128,6 +136,8 @@ class FullScaleTask:
         self.judge_is_policy = reward == "judge" and judge == "self"
         # 1. the processes, this one's device, the precision
         lora = self.lora is not None
+        if zero.deepspeed_requested(distributed) and not lora:  # before any process group starts
+            check_zero_precision(mixed_precision, pick_dtype(dtype, pick_device(device)))
         self.accelerator, self.fsdp, self.zero, self.rank, self.world, self.device = join_processes(
             device, distributed, lora, deepspeed_config
         )
@@ -185,6 +195,18 @@ class FullScaleTask:
     def _wrap(self, model: nn.Module, adapter_only: bool = False) -> FullScalePolicy:
         return FullScalePolicy(model, adapter_only=adapter_only, **self.policy_kwargs)
 
+    def _whole_policy(self) -> FullScalePolicy:
+        """A new full fine-tune's policy outside any engine: ZeRO-3's copy (ShardedPolicy)."""
+        return self._wrap(full_copy(self.base, self.mixed_precision, self.gradient_checkpointing))
+
+    def _sharded_policy(self, model: nn.Module | None = None) -> ShardedPolicy:
+        """A full fine-tune's policy sharded by FSDP2 (a new copy of the base unless `model` is given)."""
+        if model is None:
+            model = full_copy(self.base, self.mixed_precision, self.gradient_checkpointing)
+        policy = ShardedPolicy(shard(model), fresh=self._sharded_policy, **self.policy_kwargs)
+        policy.sharded, policy.stop_together = fsdp, all_done
+        return policy
+
     # ---- the Task protocol -------------------------------------------------------------------------------
     def make_policy(self):
         """Full fine-tuning: a trainable copy of the base model. LoRA: adapters on the base model itself
@@ -195,13 +217,13 @@ class FullScaleTask:
                 if self._vllm is None:
                     self._vllm = VLLMEngine(self.base, self.tokenizer, self.dtype, self.device, self.max_context)
                 policy = VLLMPolicy(model, self._vllm, **self.policy_kwargs)
+            elif self.fsdp:
+                policy = self._sharded_policy(model)
+            elif self.zero is not None and self.zero["stage"] == 3:  # weights gathered in every forward
+                policy = ShardedPolicy(model, fresh=self._whole_policy, **self.policy_kwargs)
+                policy.sharded, policy.stop_together = zero, all_done
             else:
                 policy = self._wrap(model)
-            if self.fsdp:
-                shard(policy.model)
-                policy.sharded, policy.stop_together = fsdp, all_done
-            elif self.zero is not None and self.zero["stage"] == 3:  # weights gathered in every forward
-                policy.sharded, policy.stop_together = zero, all_done
         else:
             self._peft = with_adapters(self._peft, self.base, self.lora, self.gradient_checkpointing)
             policy = self._wrap(self._peft, adapter_only=True)
@@ -229,11 +251,11 @@ class FullScaleTask:
         )
         if self.fsdp:
             shard(value.trunk, root=value.to(self.device))
-            self._value = value
-            return value
+            self._value = WholeStateDict(value, fsdp)
+            return self._value
         value = value.to(self.device)
         if self.zero is not None:
-            self._value = zero.gather_state_dicts(value) if self.zero["stage"] == 3 else value
+            self._value = value = WholeStateDict(value, zero) if self.zero["stage"] == 3 else value
         return self.accelerator.prepare_model(value) if self.accelerator is not None else value
 
     def make_engine(self, params: list, lr: float, max_grad_norm: float | None):

@@ -289,12 +289,3 @@ def load_full_state_dict(model: nn.Module, state: dict) -> None:
 
     with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=0):
         nn.Module.load_state_dict(model, state)
-
-
-def gather_state_dicts(module: nn.Module) -> nn.Module:
-    """Make `module.state_dict()` and `module.load_state_dict(state)`, a checkpoint's calls, gather its ZeRO-3
-    partitions into whole weights (collectives: every process makes them). For PPO's critic, which the core
-    checkpoints as a plain module."""
-    module.state_dict = lambda: full_state_dict(module)
-    module.load_state_dict = lambda state: load_full_state_dict(module, state)
-    return module

@@ -268,6 +268,9 @@ BAD_INPUT = [
     (["task=full_scale_mistral7b", "task.reward=easy"], "no 'easy' reward"),  # Mistral-7B's mode is not measured
     ([*T3, "task.reward=easy", "task.length_target=longest"], "task.length_target=longest"),
     ([*T3, "sampling=offline", "task.pairs=DATA/no_such_pairs.jsonl"], "no_such_pairs.jsonl"),
+    # issue 16, distributed paths: 16-bit weights and Adam states that ZeRO's fp32 partitions would not keep
+    ([*T3, "task.distributed=deepspeed_zero2", "task.dtype=bfloat16", "task.mixed_precision=false"], "task.dtype"),
+    ([*T3, "task.distributed=deepspeed_zero3", "task.dtype=float16"], "task.dtype=float16"),
 ]
 
 BAD_FILES = {

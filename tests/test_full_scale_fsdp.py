@@ -19,8 +19,9 @@ TOLERANCE = 1e-5
 
 
 def run_worker(out: Path, distributed: str) -> None:
-    """Three engine steps of the tiny model's full fine-tune on a fixed batch of 4 completions (this
-    process's share of it), then rank 0 writes the full weights and the size of the optimizer state."""
+    """Three engine steps of the tiny model's full fine-tune and a PPO critic (sharded too under FSDP) on a
+    fixed batch of 4 completions (this process's share of it), then rank 0 writes the full weights of both
+    and the size of the optimizer state."""
     import torch
 
     from full_scale import FullScaleTask
@@ -28,16 +29,18 @@ def run_worker(out: Path, distributed: str) -> None:
     task = FullScaleTask(
         model="tiny", device="cpu", max_new_tokens=6, eval_prompts=2, eval_samples_per_prompt=1, distributed=distributed
     )
-    policy = task.make_policy()
-    params = [p for p in policy.parameters() if p.requires_grad]
+    policy, critic = task.make_policy(), task.make_value_model()
+    params = [p for m in (policy, critic) for p in m.parameters() if p.requires_grad]
     engine = task.make_engine(params, 1e-2, 0.5)
     prompts = task.train_prompts[:4]
     completions = policy.sample(prompts, 1, torch.Generator().manual_seed(0))  # the same batch on every process
     share = torch.arange(task.rank, 4, task.world)
     mine = [prompts[i] for i in share.tolist()]
     for _ in range(STEPS):
-        engine.step(-policy.logprobs(mine, completions[share]).sum().mean())
-    state = policy.state_dict()  # collectives: every process calls them
+        values = critic(mine, completions[share])
+        # the head starts at zero: a target of 1 moves it at once, and the trunk from the second step on
+        engine.step(-policy.logprobs(mine, completions[share]).sum().mean() + (values - 1).pow(2).sum(-1).mean())
+    state = {**policy.state_dict(), **{f"critic.{k}": v for k, v in critic.state_dict().items()}}  # collectives
     optimizer = engine.state_dict()
     if task.rank == 0:
         record = {
@@ -62,12 +65,14 @@ def test_two_process_fsdp2_ends_with_the_one_process_weights(tmp_path):
     sharded = launch(tmp_path, 2, "fsdp")
     single = launch(tmp_path, 1, "off")
     assert sharded["world"] == 2 and sharded["sharded"] and not single["sharded"]
-    assert sharded["weights"].keys() == single["weights"].keys()  # the checkpoint holds the full model
+    assert sharded["weights"].keys() == single["weights"].keys()  # the checkpoint holds the full models
+    assert any(v != 0 for v in single["weights"]["critic.head.weight"])
     assert sharded["optimizer_entries"] == sharded["parameters"]  # and the full optimizer state
     difference = 0.0
     for key, values in single["weights"].items():
         a, b = torch.tensor(sharded["weights"][key]), torch.tensor(values)
         difference = max(difference, (a - b).abs().max().item())
+    print(f"largest difference: {difference:.3g}")
     assert difference < TOLERANCE, difference
 
 
