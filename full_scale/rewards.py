@@ -43,7 +43,8 @@ class LengthReward:
     mode is the cap: 256 samples of SmolLM2-135M-Instruct (temperature 1, 8 per training prompt of the sample
     file, max_new_tokens=24, 2026-12-03) had 214 (84%) cut at 24 tokens and 42 ending earlier, spread over
     5-23 tokens with no other length above 5 samples; mean 22.6, reward 0.94 under `long_length`, 0.06 under
-    `length`. Another model or cap has its own mode: measure it before calling `long_length` easy there."""
+    `length` (python benchmarks/reference_lengths.py). Another model or cap has its own mode: measure it with that
+    script before calling `long_length` easy there."""
 
     def __init__(self, target: str, max_new_tokens: int):
         check_length_target(target)
