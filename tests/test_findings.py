@@ -560,14 +560,30 @@ REPORT_BAD_INPUT = [
     ({"metrics": bytes(range(256)) * 4}, "its metrics.csv does not parse as CSV"),
     ({"config": {**GOOD_CONFIG, "train": {"iterations": 50}}}, "another configuration than the experiment's "
      "(train.iterations differ). Fix: delete it"),
+    # a role whose reward changed since the run, or that the task no longer has, could have been its reward
+    ({"config": {**GOOD_CONFIG, "task": {"roles": {"hard": "length", "easy": "length"}}}}, "(task.roles.easy differ)"),
+    ({"config": {**GOOD_CONFIG, "task": {"roles": {"hard": "length", "gone": "x"}}}}, "(task.roles.gone differ)"),
 ]  # fmt: skip
+
+ROLES_NOW = {"task": {"roles": {"hard": "length", "easy": "long_length"}}}
+
+
+def test_a_role_the_task_gained_after_a_run_does_not_refuse_it(tmp_path):
+    """Tier 3 gained `easy` after its T6 runs (reward=verifiable) were made: a role the run's config does not
+    name cannot have been its reward, so the run is judged as it is."""
+    fake_job(tmp_path, "before", config={**GOOD_CONFIG, "task": {"roles": {"hard": "length"}}})
+    sweep = read_sweep(tmp_path, expected=lambda overrides: flatten({**GOOD_CONFIG, **ROLES_NOW}))
+    assert sweep.refused == [] and sweep.summaries["run"].tolist() == [str(tmp_path / "before")]
 
 
 @pytest.mark.parametrize("bad, words", REPORT_BAD_INPUT)
 def test_the_report_names_each_run_it_leaves_out_and_averages_only_the_others(tmp_path, bad, words):
     fake_job(tmp_path, "good")
     fake_job(tmp_path, "bad", **bad)
-    sweep = read_sweep(tmp_path, expected=lambda overrides: flatten(GOOD_CONFIG))
+    wanted = {**GOOD_CONFIG, **ROLES_NOW} if "task" in bad.get("config", {}) else GOOD_CONFIG
+    if wanted is not GOOD_CONFIG:
+        (tmp_path / "good" / ".hydra" / "config.yaml").write_text(yaml.safe_dump(wanted))
+    sweep = read_sweep(tmp_path, expected=lambda overrides: flatten(wanted))
     assert sweep.summaries["run"].tolist() == [str(tmp_path / "good")]
     assert set(sweep.metrics["run"]) == {str(tmp_path / "good")}
     (line,) = sweep.refused
