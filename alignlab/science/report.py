@@ -225,6 +225,17 @@ def seed_count(count: int) -> str:
     return f"{count} seed" + "s" * (count != 1)
 
 
+def budget_note(task: str, seeds: set[int]) -> str | None:
+    """The task's `findings.seeds_note` (conf/task/<task>.yaml: why its findings run fewer seeds than tier 1's,
+    a time budget) when a verdict's parts ran the task's `findings.seeds`; else None."""
+    path = CONF / "task" / f"{task}.yaml"
+    if not path.is_file():
+        return None
+    cfg = OmegaConf.load(str(path))
+    note = OmegaConf.select(cfg, "findings.seeds_note", default=None)
+    return note if note and seeds == {OmegaConf.select(cfg, "findings.seeds", default=None)} else None
+
+
 def _number(x) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
@@ -244,6 +255,7 @@ def verdicts_markdown(records: list[dict]) -> str:
     findings = [f for f in FINDINGS if any(r["finding"] == f for r in records)]
     by = {(r["finding"], r["task"]): r for r in records}
     lines = ["| finding | " + " | ".join(f"task={t}" for t in tasks) + " |", "|---|" + "---|" * len(tasks)]
+    budgets: dict[str, str] = {}
     for fid in findings:
         mark = " (extension)" if FINDINGS[fid].extension_of else ""
         cells = []
@@ -251,8 +263,15 @@ def verdicts_markdown(records: list[dict]) -> str:
             rec = by.get((fid, t))
             seeds = {c["seeds"] for c in rec["checks"]} if rec else set()
             note = f", {min(seeds)} seeds" if seeds else ""
+            budget = budget_note(t, seeds) if seeds else None
+            if budget:
+                budgets[t] = budget
+                note += " (budget)"
             cells.append(f"**{redecide(rec)[0]}**{note}" if rec else "not run")
         lines.append(f"| {fid}{mark} | " + " | ".join(cells) + " |")
+    if budgets:
+        lines += ["", "(budget): fewer seeds than tier 1's 10, set by the report's time budget."]
+        lines += [f"- task={t}: {budgets[t]}." for t in tasks if t in budgets]
     for t in tasks:
         lines += ["", f"### task={t}", ""]
         extra = [r["overrides"] for r in records if r["task"] == t and r["overrides"]]
@@ -322,11 +341,13 @@ def write_report(
         "below by the stated criterion: every part is an effect over seeds with its paired bootstrap 95% interval "
         "(seeded), against a bar fixed in alignlab/science/criteria.py. A finding that does not hold is reported so."
     )
+    budgets = {r["finding"].id: budget_note(task, {c.seeds for c in r["verdict"].checks}) for r in results}
     md += ["", "| finding | verdict | measured |", "|---|---|---|"]
     for r in results:
         f = r["finding"]
         mark = f" (extension of {f.extension_of})" if f.extension_of else ""
-        md.append(f"| {f.id} {f.title}{mark} | **{r['verdict'].status}** | {r['verdict'].text} |")
+        seeds = f" ({budgets[f.id].split(':')[0]}: budget)" if budgets[f.id] else ""
+        md.append(f"| {f.id} {f.title}{mark} | **{r['verdict'].status}**{seeds} | {r['verdict'].text} |")
     for finding, why in skipped:
         md.append(f"| {finding.id} {finding.title} | not run | {why} |")
     for r in results:
@@ -337,6 +358,8 @@ def write_report(
         md += [f"- Setting: {f.setting}", f"- Command: `{' '.join(r['command'])}`", f"- Criterion: {f.criterion}"]
         md.append("- Criterion history: " + " ".join(f"({i}) {h}" for i, h in enumerate(history_lines(f.id), 1)))
         md.append(f"- Verdict: **{v.status}**. {v.text}")
+        if budgets[f.id]:
+            md.append(f"- Seeds: {budgets[f.id]}.")
         if r["error"]:
             md.append(f"- The sweep stopped: `{r['error']}`")
         if r["refused"]:
@@ -384,6 +407,8 @@ def write_report(
         )
         css = v.status.split()[0]
         page.append(f"<li>Verdict: <b class='{css}'>{esc(v.status)}</b>. {esc(v.text)}</li>")
+        if budgets[f.id]:
+            page.append(f"<li>Seeds: {esc(budgets[f.id])}.</li>")
         page += [f"<li>left out: {esc(line)}</li>" for line in r["refused"]]
         page.append("</ul>")
         rows = check_rows(v)
