@@ -14,7 +14,8 @@ say what alignlab itself spent, and CPU / cores is a lower bound on the wall tim
 --sweeps times the report's parts one at a time instead: each sweep as the report launches it, then the judging
 and drawing (`alignlab-report --judge-only` on those runs), one row each with its runs (seeds x jobs), CPU and
 wall seconds, then the total against the budget, and the wall time the report would take on --cores idle cores,
-sweeps run as `alignlab-report --jobs` runs them (the same order, each on the first free core, judged at the end).
+sweeps run as `alignlab-report --jobs` runs them (the same order, the most gradient steps first, each on the first
+free core, judged at the end).
 
     python benchmarks/bench_report.py --sweeps --tasks bandit_contextual
     python benchmarks/bench_report.py --sweeps --tasks bandit_contextual --overrides findings.seeds=1
@@ -73,13 +74,13 @@ def whole(args, task: str, jobs: list[str]) -> None:
 
 
 def sweeps(args, task: str) -> None:
-    from alignlab.science.report import command, plan
+    from alignlab.science.report import command, plan, sweep_order
 
     only = args.only.split(",") if args.only else None
     runnable, _ = plan(task, only)
     experiments: dict[str, list[str]] = {}
-    for finding in runnable:
-        experiments.setdefault(finding.experiment, []).append(finding.id)
+    for finding in sweep_order(runnable, task, args.overrides):  # the report's order: the most steps first
+        experiments[finding.experiment] = [f.id for f in runnable if f.experiment == finding.experiment]
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out / task if args.out else Path(tmp)
         rows, seconds = [], []

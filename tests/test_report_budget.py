@@ -12,7 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from alignlab.science.findings import FINDINGS, Verdict
-from alignlab.science.report import budget_note, record, verdicts_markdown, write_report
+from alignlab.science.report import budget_note, plan, record, sweep_order, sweep_steps, verdicts_markdown, write_report
 from alignlab.science.sweep import config_difference, flatten
 from alignlab.stats import Check
 
@@ -71,3 +71,18 @@ def test_a_run_made_before_the_seeds_note_is_not_refused(tmp_path):
     assert config_difference(Path(run), wanted) == []
     wanted["train.lr"] = "0.01"
     assert config_difference(Path(run), wanted) == ["train.lr"]
+
+
+def test_the_report_starts_the_sweep_with_the_most_gradient_steps_first():
+    runnable, _ = plan("bandit_contextual", None)
+    order = sweep_order(runnable, "bandit_contextual", [])
+    steps = {f.experiment: sweep_steps(f, "bandit_contextual", []) for f in order}
+    # T4: 3 seeds x 2 objectives x 5 round sizes B x (2400 / B rounds x B / 2 minibatches x 15 passes)
+    assert steps["batch_size"] == 3 * 2 * 5 * 18_000
+    assert steps["sample_reuse"] == 3 * 3 * 100 * (1 + 2 + 4 + 8 + 16 + 32)  # T3: T steps a round, swept
+    assert steps["online_vs_offline"] == 3 * 16 * 100 * 15
+    assert [f.experiment for f in order][:2] == ["batch_size", "online_vs_offline"]
+    assert len(order) == len({f.experiment for f in runnable})  # a sweep two findings share runs once
+    assert sweep_steps(FINDINGS["T4"], "bandit_contextual", ["findings.seeds=1", "findings.prompt_budget=320"]) == (
+        1 * 2 * 5 * (320 // 2 * 15)
+    )

@@ -11,10 +11,11 @@ Per finding (alignlab/science/findings.py): the claim, its paper and the paper's
 command that reproduces it, its figures, every scored part as an effect with its paired 95% interval over seeds,
 a verdict per algorithm where the finding names several, the combined verdict, and the criterion's history
 (alignlab/science/criteria.py). The runs live in OUT/runs/<experiment>/: re-running the command skips every
-finished run and seed (resumable). The sweeps run in their own processes, several at once (--jobs), and each
-finding is judged in order as its sweep ends: the same runs and verdicts as one at a time. Only the runs of the
-experiment are read: a run made with another configuration, unfinished, or with a damaged summary is named and
-left out (alignlab/science/sweep.py). The exit status is 1 when no finding could be judged on any run.
+finished run and seed (resumable). The sweeps run in their own processes, several at once (--jobs), the one
+with the most gradient steps first, and each finding is judged in order as its sweep ends: the same runs and
+verdicts as one at a time. Only the runs of the experiment are read: a run made with another configuration,
+unfinished, or with a damaged summary is named and left out (alignlab/science/sweep.py). The exit status is 1 when
+no finding could be judged on any run.
 OUT/verdicts.json keeps every check for the docs.
 """
 
@@ -33,6 +34,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import yaml
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
@@ -137,6 +139,49 @@ def default_jobs(task: str, overrides: list[str]) -> int:
         if override.startswith("threads="):
             threads = override.split("=", 1)[1]
     return max(1, os.cpu_count() or 1) if str(threads) == "1" else 1
+
+
+def sweep_steps(finding: Finding, task: str, overrides: list[str]) -> int:
+    """Gradient steps of the finding's sweep: over its jobs, seeds x iterations x updates a round (T x B/M). The
+    steps are most of a sweep's time on one core, so the report starts the largest sweep first: a long sweep
+    started last would run alone at the end while the other cores idle. A swept config group (algo=, sampling=)
+    counts as the experiment's own setting; swept keys (sampling.updates_per_batch=...) take each value."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    import alignlab.runs.schema  # noqa: F401  (registers the structured configs the defaults name)
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module("alignlab.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={finding.experiment}", f"task={task}", *finding.overrides,
+                                           *overrides])  # fmt: skip
+    GlobalHydra.instance().clear()
+    params = OmegaConf.to_container(experiment_file(finding.experiment).hydra.sweeper.params)
+    keys = [k for k in params if "." in k]  # a config group's options (algo, sampling) are whole files
+    jobs = [{}]
+    for key in keys:
+        jobs = [job | {key: yaml.safe_load(v)} for job in jobs for v in str(params[key]).split(",")]
+    jobs_per_setting = job_count(finding.experiment) // max(1, len(jobs))
+    steps = 0
+    counted = OmegaConf.to_container(cfg)
+    counted = {k: counted[k] for k in ("num_seeds", "findings", "train", "sampling")}  # what the count reads
+    for job in jobs:
+        run = OmegaConf.create(counted)
+        for key, value in job.items():
+            OmegaConf.update(run, key, value, force_add=True)
+        sampling = run.sampling
+        per_pass = 1 if sampling.minibatch_prompts is None else sampling.prompts_per_round // sampling.minibatch_prompts
+        steps += run.num_seeds * run.train.iterations * sampling.updates_per_batch * per_pass
+    return steps * jobs_per_setting
+
+
+def sweep_order(runnable: list[Finding], task: str, overrides: list[str]) -> list[Finding]:
+    """The first finding of each experiment (a sweep two findings share runs once), the most steps first."""
+    first: dict[str, Finding] = {}
+    for finding in runnable:
+        first.setdefault(finding.experiment, finding)
+    steps = {e: sweep_steps(f, task, overrides) for e, f in first.items()}
+    return sorted(first.values(), key=lambda f: -steps[f.experiment])
 
 
 def expected_config(finding: Finding, task: str, overrides: list[str]):
@@ -520,11 +565,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with tqdm(total=total, desc=f"findings on {args.task}", unit="job") as bar:
             progress, sweeps = Progress(bar), {}
-            for finding in [] if args.judge_only else runnable:
-                if finding.experiment not in sweeps:
-                    sweeps[finding.experiment] = pool.submit(
-                        run_finding, finding, args.task, runs, args.overrides, progress
-                    )
+            for finding in [] if args.judge_only else sweep_order(runnable, args.task, args.overrides):
+                sweeps[finding.experiment] = pool.submit(
+                    run_finding, finding, args.task, runs, args.overrides, progress
+                )
             for finding in runnable:
                 error = sweeps[finding.experiment].result() if sweeps else None
                 sweep = runs / finding.experiment
