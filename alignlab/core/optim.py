@@ -65,8 +65,9 @@ def _denominator(exp_avg_sq: torch.Tensor, bias_correction2_sqrt: float, eps: fl
     """(exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps), bit for bit. Where exp_avg_sq is below the floor,
     both the root of the floor and the true root, divided by the bias correction, are under half a unit in the
     last place of eps, so both sums round to eps exactly: the floor changes no bit and avoids the slow path. The
-    floor is taken only when that margin holds (2**-26 eps: eps / 2**24 is the smallest half-ulp of a float32)."""
-    if math.sqrt(FAST_SQRT_FLOOR) / bias_correction2_sqrt < eps * 2.0**-26:
+    floor is taken only when that margin holds (2**-26 eps: eps / 2**24 is the smallest half-ulp of a float32), and
+    on tensors large enough for the saving to pay for one more call (a bandit's 8 logits are not)."""
+    if exp_avg_sq.numel() >= 4096 and math.sqrt(FAST_SQRT_FLOOR) / bias_correction2_sqrt < eps * 2.0**-26:
         root = exp_avg_sq.clamp_min(FAST_SQRT_FLOOR).sqrt_()  # in place: each element keeps its kernel path
     else:
         root = exp_avg_sq.sqrt()
