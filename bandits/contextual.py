@@ -18,12 +18,14 @@ averaged over the held-out contexts (`reward`, `kl_ref`, ...) and over the train
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from alignlab.core.optim import Adam
 from alignlab.core.types import LogProbs, Rollout
 from alignlab.errors import ConfigError
 from alignlab.storage.rundir import atomic_write_bytes
@@ -98,6 +100,51 @@ class ContextValue(nn.Module):
         return self.net(self.contexts[torch.as_tensor(prompts, dtype=torch.long)])
 
 
+def fit_reference(net: ContextMLP, contexts: Tensor, histogram: Tensor, epochs: int, lr: float) -> float:
+    """Their run_sft: Adam on the mean over `contexts` of KL(pi(.|x) || histogram); returns the final KL. Empty
+    bins get probability 1e-12, so the KL stays finite. alignlab's Adam is torch.optim.Adam's single-tensor
+    step bit for bit, without the 0.8 s of CPU that importing torch._dynamo costs every run's process."""
+    target = histogram.clamp_min(1e-12).log().float()
+    optimizer = Adam(net.parameters(), lr=lr)
+    kl = torch.tensor(0.0)
+    for _ in range(epochs):
+        logp = torch.log_softmax(net(contexts), dim=-1)
+        kl = (logp.exp() * (logp - target)).sum(-1).mean()
+        optimizer.zero_grad()
+        kl.backward()
+        optimizer.step()
+    return float(kl.detach())
+
+
+@functools.lru_cache(maxsize=4)
+def fitted_reference(
+    num_actions: int,
+    context_dim: int,
+    num_train_contexts: int,
+    num_eval_contexts: int,
+    feature_dim: int,
+    hidden_dim: int,
+    reference_samples: int,
+    reference_epochs: int,
+    reference_lr: float,
+    context_seed: int,
+) -> tuple[Tensor, Tensor, ContextMLP, float]:
+    """(contexts, histogram, the fitted network, its final KL), from the seed alone: every run of a sweep's
+    process (each seed, each job) builds the same reference, so it is fitted once per process (150 ms of CPU
+    each time on the paper's sizes). The network is frozen; tasks take a copy."""
+    generator = torch.Generator().manual_seed(context_seed)
+    contexts = torch.rand(num_train_contexts + num_eval_contexts, context_dim, generator=generator)
+    histogram = sampled_cauchy_tanh_histogram(num_actions, reference_samples, generator)
+    torch_state = torch.get_rng_state()
+    torch.manual_seed(context_seed)
+    net = ContextMLP(context_dim, num_actions, feature_dim, hidden_dim)
+    torch.set_rng_state(torch_state)
+    fit = fit_reference(net, contexts[:num_train_contexts], histogram, reference_epochs, reference_lr)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return contexts, histogram, net, fit
+
+
 class ContextualBanditTask:
     """The contextual bandit: contexts 0..num_train_contexts-1 train, the next num_eval_contexts evaluate."""
 
@@ -140,32 +187,17 @@ class ContextualBanditTask:
         self.num_eval_contexts = num_eval_contexts
         self.r1_peak, self.r2_peak, self.width = r1_peak, r2_peak, width
         self.reward_fn = self.reward_function(reward)
-        generator = torch.Generator().manual_seed(context_seed)
-        self.contexts = torch.rand(num_train_contexts + num_eval_contexts, context_dim, generator=generator)
-        self.histogram = sampled_cauchy_tanh_histogram(num_actions, reference_samples, generator)
-        torch_state = torch.get_rng_state()
-        torch.manual_seed(context_seed)
-        net = ContextMLP(context_dim, num_actions, feature_dim, hidden_dim)
-        torch.set_rng_state(torch_state)
-        self.reference_fit = self._fit_reference(net, reference_epochs, reference_lr)
-        self._reference = ContextualPolicy(net, self.contexts)
-        for p in self._reference.parameters():
-            p.requires_grad_(False)
+        self.contexts, self.histogram, net, self.reference_fit = fitted_reference(
+            num_actions, context_dim, num_train_contexts, num_eval_contexts, feature_dim, hidden_dim,
+            reference_samples, reference_epochs, reference_lr, context_seed,
+        )  # fmt: skip
+        self._reference = ContextualPolicy(copy.deepcopy(net), self.contexts)
+        self._reference_logps: dict[str, Tensor] = {}  # the frozen reference's log-probs per context set
 
-    def _fit_reference(self, net: ContextMLP, epochs: int, lr: float) -> float:
-        """Their run_sft: Adam on the mean over training contexts of KL(pi(.|x) || histogram); returns the final
-        KL. Empty bins get probability 1e-12, so the KL stays finite."""
-        target = self.histogram.clamp_min(1e-12).log().float()
-        x = self.contexts[: self.num_train_contexts]
-        optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-        kl = torch.tensor(0.0)
-        for _ in range(epochs):
-            logp = torch.log_softmax(net(x), dim=-1)
-            kl = (logp.exp() * (logp - target)).sum(-1).mean()
-            optimizer.zero_grad()
-            kl.backward()
-            optimizer.step()
-        return float(kl.detach())
+    def _ids(self, contexts: str) -> Tensor:
+        if contexts == "train":
+            return torch.arange(self.num_train_contexts)
+        return torch.arange(self.num_train_contexts, self.num_train_contexts + self.num_eval_contexts)
 
     # ---- the Task protocol -------------------------------------------------------------------------------
     def make_policy(self) -> ContextualPolicy:
@@ -207,10 +239,18 @@ class ContextualBanditTask:
             per_completion, actions, self.reward(per_completion, actions), samples_per_prompt, old_logps=logps
         )
 
-    def _exact(self, policy: ContextualPolicy, ids: Tensor, table: Tensor) -> dict[str, float]:
+    def reference_logps(self, contexts: str) -> Tensor:
+        """log pi_ref(.|x) over the `train` or `held_out` contexts, in float64: the reference is frozen, so each
+        evaluation reads them instead of running it again."""
+        if contexts not in self._reference_logps:
+            with torch.no_grad():
+                self._reference_logps[contexts] = self._reference.log_probs(self._ids(contexts)).double()
+        return self._reference_logps[contexts]
+
+    def _exact(self, policy: ContextualPolicy, contexts: str, table: Tensor) -> dict[str, float]:
         with torch.no_grad():
-            logp = policy.log_probs(ids).double()
-            ref = self._reference.log_probs(ids).double()
+            logp = policy.log_probs(self._ids(contexts)).double()
+            ref = self.reference_logps(contexts)
             probs = logp.exp()
             best = int(table.argmax())
             return {
@@ -224,22 +264,19 @@ class ContextualBanditTask:
         """Exact expectations per context, averaged over the held-out contexts; `train_reward` over the
         training ones (the gap is generalisation across prompts)."""
         table = self.reward_fn.table.double()
-        held_out = torch.arange(self.num_train_contexts, self.num_train_contexts + self.num_eval_contexts)
-        result = self._exact(policy, held_out, table)
-        result["train_reward"] = self._exact(policy, torch.arange(self.num_train_contexts), table)["reward"]
+        result = self._exact(policy, "held_out", table)
+        result["train_reward"] = self._exact(policy, "train", table)["reward"]
         return result
 
     def evaluate_rewards(self, policy: ContextualPolicy, generator, rewards: dict) -> dict[str, float]:
-        held_out = torch.arange(self.num_train_contexts, self.num_train_contexts + self.num_eval_contexts)
-        return {name: self._exact(policy, held_out, fn.table.double())["reward"] for name, fn in rewards.items()}
+        return {name: self._exact(policy, "held_out", fn.table.double())["reward"] for name, fn in rewards.items()}
 
     def artifacts(self, policy: ContextualPolicy, run_dir: Path) -> None:
         """distribution.csv over actions: the reward, and the reference's and policy's probabilities averaged
         over held-out contexts (no closed-form optimum column: pi* differs per context)."""
-        held_out = torch.arange(self.num_train_contexts, self.num_train_contexts + self.num_eval_contexts)
         with torch.no_grad():
-            ref = self._reference.log_probs(held_out).exp().mean(0)
-            pol = policy.log_probs(held_out).exp().mean(0)
+            ref = self._reference.log_probs(self._ids("held_out")).exp().mean(0)
+            pol = policy.log_probs(self._ids("held_out")).exp().mean(0)
         lines = ["completion,reward,reference,policy,optimum"]
         for a in range(self.num_actions):
             lines.append(f"{a},{float(self.reward_fn.table[a]):.6g},{float(ref[a]):.6g},{float(pol[a]):.6g},nan")

@@ -34,6 +34,20 @@ def logits(seed: int) -> torch.nn.Module:
     return module
 
 
+def dead_units(seed: int) -> torch.nn.Module:
+    """A ReLU network with 48 of its 64 hidden units dead and 8 at 1e-19: its second moments are mostly exact
+    zeros, and some below float32's smallest normal, the inputs on which the step floors the square root
+    (alignlab.core.optim._denominator); a layer has 4,096 weights."""
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU())
+    model.append(torch.nn.Linear(64, 5))
+    with torch.no_grad():
+        model[0].bias[:48] = -100.0
+        model[0].weight[48:56] = 0.0
+        model[0].bias[48:56] = 1e-19
+    return model
+
+
 def loss_of(model: torch.nn.Module, step: int) -> torch.Tensor:
     """A loss that changes with the step (fresh data for the MLP, a moving target for the logits)."""
     generator = torch.Generator().manual_seed(step)
@@ -67,7 +81,7 @@ def assert_same(model_a, opt_a, model_b, opt_b) -> None:
             assert torch.equal(value, other), (index, name)
 
 
-@pytest.mark.parametrize("make_model", [mlp, logits])
+@pytest.mark.parametrize("make_model", [mlp, logits, dead_units])
 @pytest.mark.parametrize("lr,betas,eps", SETTINGS)
 def test_fifty_steps_equal_torch_adam_bit_for_bit(make_model, lr, betas, eps):
     ours_model, torch_model = make_model(0), make_model(0)
@@ -143,3 +157,13 @@ def test_make_optimizer_takes_ours_on_cpu_and_torch_otherwise():
     ours = make_optimizer(list(mlp(6).parameters()), lr=0.1)
     theirs = torch.optim.Adam(mlp(6).parameters(), lr=0.1)
     assert copy.deepcopy(ours.state_dict()["param_groups"]) == theirs.state_dict()["param_groups"]
+
+
+def test_the_dead_units_model_has_the_second_moments_the_floor_is_for():
+    model = dead_units(0)
+    optimizer = Adam(model.parameters(), lr=1e-3)
+    train(model, optimizer, 1)
+    moments = torch.cat([optimizer.state[p]["exp_avg_sq"].flatten() for p in model.parameters()])
+    assert (moments == 0).float().mean() > 0.5
+    assert ((moments > 0) & (moments < 2.0**-126)).any()  # subnormal: below float32's smallest normal
+    assert model[2].weight.numel() >= 4096

@@ -513,6 +513,7 @@ NOT_NUMBERS = (
     "record_distribution",
     "record_rollouts",
     "save_policy",
+    "findings.seeds_note",
 )
 
 

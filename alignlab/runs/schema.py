@@ -42,6 +42,7 @@ class FindingsBudget:
     reuse_iterations: int = 100  # sample_reuse (T3): iterations at every T, >= 1
     prompt_budget: int = 2400  # batch_size (T4): prompts per run at every round size B, >= 1
     minibatch_prompts: int = 2  # batch_size (T4): M, prompts per gradient step, >= 1
+    seeds_note: str | None = None  # why `seeds` is fewer than tier 1's 10 (a time budget): printed by each verdict
 
 
 @dataclass

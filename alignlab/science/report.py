@@ -11,10 +11,11 @@ Per finding (alignlab/science/findings.py): the claim, its paper and the paper's
 command that reproduces it, its figures, every scored part as an effect with its paired 95% interval over seeds,
 a verdict per algorithm where the finding names several, the combined verdict, and the criterion's history
 (alignlab/science/criteria.py). The runs live in OUT/runs/<experiment>/: re-running the command skips every
-finished run and seed (resumable). The sweeps run in their own processes, several at once (--jobs), and each
-finding is judged in order as its sweep ends: the same runs and verdicts as one at a time. Only the runs of the
-experiment are read: a run made with another configuration, unfinished, or with a damaged summary is named and
-left out (alignlab/science/sweep.py). The exit status is 1 when no finding could be judged on any run.
+finished run and seed (resumable). The sweeps run in their own processes, several at once (--jobs), the one
+with the most gradient steps first, and each finding is judged in order as its sweep ends: the same runs and
+verdicts as one at a time. Only the runs of the experiment are read: a run made with another configuration,
+unfinished, or with a damaged summary is named and left out (alignlab/science/sweep.py). The exit status is 1 when
+no finding could be judged on any run.
 OUT/verdicts.json keeps every check for the docs.
 """
 
@@ -34,6 +35,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import yaml
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
@@ -138,6 +140,49 @@ def default_jobs(task: str, overrides: list[str]) -> int:
         if override.startswith("threads="):
             threads = override.split("=", 1)[1]
     return max(1, os.cpu_count() or 1) if str(threads) == "1" else 1
+
+
+def sweep_steps(finding: Finding, task: str, overrides: list[str]) -> int:
+    """Gradient steps of the finding's sweep: over its jobs, seeds x iterations x updates a round (T x B/M). The
+    steps are most of a sweep's time on one core, so the report starts the largest sweep first: a long sweep
+    started last would run alone at the end while the other cores idle. A swept config group (algo=, sampling=)
+    counts as the experiment's own setting; swept keys (sampling.updates_per_batch=...) take each value."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    import alignlab.runs.schema  # noqa: F401  (registers the structured configs the defaults name)
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module("alignlab.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={finding.experiment}", f"task={task}", *finding.overrides,
+                                           *overrides])  # fmt: skip
+    GlobalHydra.instance().clear()
+    params = OmegaConf.to_container(experiment_file(finding.experiment).hydra.sweeper.params)
+    keys = [k for k in params if "." in k]  # a config group's options (algo, sampling) are whole files
+    jobs = [{}]
+    for key in keys:
+        jobs = [job | {key: yaml.safe_load(v)} for job in jobs for v in str(params[key]).split(",")]
+    jobs_per_setting = job_count(finding.experiment) // max(1, len(jobs))
+    steps = 0
+    counted = OmegaConf.to_container(cfg)
+    counted = {k: counted[k] for k in ("num_seeds", "findings", "train", "sampling")}  # what the count reads
+    for job in jobs:
+        run = OmegaConf.create(counted)
+        for key, value in job.items():
+            OmegaConf.update(run, key, value, force_add=True)
+        sampling = run.sampling
+        per_pass = 1 if sampling.minibatch_prompts is None else sampling.prompts_per_round // sampling.minibatch_prompts
+        steps += run.num_seeds * run.train.iterations * sampling.updates_per_batch * per_pass
+    return steps * jobs_per_setting
+
+
+def sweep_order(runnable: list[Finding], task: str, overrides: list[str]) -> list[Finding]:
+    """The first finding of each experiment (a sweep two findings share runs once), the most steps first."""
+    first: dict[str, Finding] = {}
+    for finding in runnable:
+        first.setdefault(finding.experiment, finding)
+    steps = {e: sweep_steps(f, task, overrides) for e, f in first.items()}
+    return sorted(first.values(), key=lambda f: -steps[f.experiment])
 
 
 def expected_config(finding: Finding, task: str, overrides: list[str]):
@@ -250,6 +295,17 @@ def seed_count(count: int) -> str:
     return f"{count} seed" + "s" * (count != 1)
 
 
+def budget_note(task: str, seeds: set[int]) -> str | None:
+    """The task's `findings.seeds_note` (conf/task/<task>.yaml: why its findings run fewer seeds than tier 1's,
+    a time budget) when a verdict's parts ran the task's `findings.seeds`; else None."""
+    path = CONF / "task" / f"{task}.yaml"
+    if not path.is_file():
+        return None
+    cfg = OmegaConf.load(str(path))
+    note = OmegaConf.select(cfg, "findings.seeds_note", default=None)
+    return note if note and seeds == {OmegaConf.select(cfg, "findings.seeds", default=None)} else None
+
+
 def _number(x) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
@@ -269,6 +325,7 @@ def verdicts_markdown(records: list[dict]) -> str:
     findings = [f for f in FINDINGS if any(r["finding"] == f for r in records)]
     by = {(r["finding"], r["task"]): r for r in records}
     lines = ["| finding | " + " | ".join(f"task={t}" for t in tasks) + " |", "|---|" + "---|" * len(tasks)]
+    budgets: dict[str, str] = {}
     for fid in findings:
         mark = " (extension)" if FINDINGS[fid].extension_of else ""
         cells = []
@@ -276,8 +333,15 @@ def verdicts_markdown(records: list[dict]) -> str:
             rec = by.get((fid, t))
             seeds = {c["seeds"] for c in rec["checks"]} if rec else set()
             note = f", {min(seeds)} seeds" if seeds else ""
+            budget = budget_note(t, seeds) if seeds else None
+            if budget:
+                budgets[t] = budget
+                note += " (budget)"
             cells.append(f"**{redecide(rec)[0]}**{note}" if rec else "not run")
         lines.append(f"| {fid}{mark} | " + " | ".join(cells) + " |")
+    if budgets:
+        lines += ["", "(budget): fewer seeds than tier 1's 10, set by the report's time budget."]
+        lines += [f"- task={t}: {budgets[t]}." for t in tasks if t in budgets]
     for t in tasks:
         lines += ["", f"### task={t}", ""]
         extra = [r["overrides"] for r in records if r["task"] == t and r["overrides"]]
@@ -347,11 +411,13 @@ def write_report(
         "below by the stated criterion: every part is an effect over seeds with its paired bootstrap 95% interval "
         "(seeded), against a bar fixed in alignlab/science/criteria.py. A finding that does not hold is reported so."
     )
+    budgets = {r["finding"].id: budget_note(task, {c.seeds for c in r["verdict"].checks}) for r in results}
     md += ["", "| finding | verdict | measured |", "|---|---|---|"]
     for r in results:
         f = r["finding"]
         mark = f" (extension of {f.extension_of})" if f.extension_of else ""
-        md.append(f"| {f.id} {f.title}{mark} | **{r['verdict'].status}** | {r['verdict'].text} |")
+        seeds = f" ({budgets[f.id].split(':')[0]}: budget)" if budgets[f.id] else ""
+        md.append(f"| {f.id} {f.title}{mark} | **{r['verdict'].status}**{seeds} | {r['verdict'].text} |")
     for finding, why in skipped:
         md.append(f"| {finding.id} {finding.title} | not run | {why} |")
     for r in results:
@@ -362,6 +428,8 @@ def write_report(
         md += [f"- Setting: {f.setting}", f"- Command: `{' '.join(r['command'])}`", f"- Criterion: {f.criterion}"]
         md.append("- Criterion history: " + " ".join(f"({i}) {h}" for i, h in enumerate(history_lines(f.id), 1)))
         md.append(f"- Verdict: **{v.status}**. {v.text}")
+        if budgets[f.id]:
+            md.append(f"- Seeds: {budgets[f.id]}.")
         if r["error"]:
             md.append(f"- The sweep stopped: `{r['error']}`")
         if r["refused"]:
@@ -409,6 +477,8 @@ def write_report(
         )
         css = v.status.split()[0]
         page.append(f"<li>Verdict: <b class='{css}'>{esc(v.status)}</b>. {esc(v.text)}</li>")
+        if budgets[f.id]:
+            page.append(f"<li>Seeds: {esc(budgets[f.id])}.</li>")
         page += [f"<li>left out: {esc(line)}</li>" for line in r["refused"]]
         page.append("</ul>")
         rows = check_rows(v)
@@ -520,11 +590,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with tqdm(total=total, desc=f"findings on {args.task}", unit="job") as bar:
             progress, sweeps = Progress(bar), {}
-            for finding in [] if args.judge_only else runnable:
-                if finding.experiment not in sweeps:
-                    sweeps[finding.experiment] = pool.submit(
-                        run_finding, finding, args.task, runs, args.overrides, progress
-                    )
+            for finding in [] if args.judge_only else sweep_order(runnable, args.task, args.overrides):
+                sweeps[finding.experiment] = pool.submit(
+                    run_finding, finding, args.task, runs, args.overrides, progress
+                )
             for finding in runnable:
                 error = sweeps[finding.experiment].result() if sweeps else None
                 sweep = runs / finding.experiment

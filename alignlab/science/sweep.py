@@ -23,6 +23,8 @@ from alignlab.storage.rundir import METRICS, SUMMARY
 
 IGNORED_OVERRIDES = ("experiment", "num_seeds", "seed", "force", "plot", "train.progress", "task")
 SEED_KEYS = ("seed", "num_seeds")  # differ between the seeds of one job by design
+# Words, not settings: a run made before the note was written, or with another, has the same numbers.
+NOTE_KEYS = ("findings.seeds_note",)
 # libyaml's parser when PyYAML has it: the same objects as yaml.safe_load, ten times faster on a report's
 # thousands of run records.
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -65,7 +67,10 @@ def config_difference(run_dir: Path, wanted: dict[str, str]) -> list[str]:
     return [
         k
         for k in keys
-        if k.split(".")[0] not in SEED_KEYS and have.get(k) != wanted.get(k) and not _role_added_since(k, have)
+        if k.split(".")[0] not in SEED_KEYS
+        and k not in NOTE_KEYS
+        and have.get(k) != wanted.get(k)
+        and not _role_added_since(k, have)
     ]
 
 
