@@ -1,3 +1,4 @@
+import csv
 import json
 import os
 import subprocess
@@ -21,6 +22,16 @@ def run_cli(args: list[str], cwd: Path, module: str = "alignlab", check: bool = 
     if check and proc.returncode != 0:
         raise AssertionError(f"{module} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def run_results(run_dir: Path) -> tuple[list[dict], dict]:
+    """metrics.csv without its time columns, and summary.json without its wall time: what a resumed or
+    distributed run must reproduce of an uninterrupted one-process run."""
+    with open(run_dir / "metrics.csv") as f:
+        rows = [{k: v for k, v in row.items() if not k.startswith("time/")} for row in csv.DictReader(f)]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary.pop("wall_seconds")
+    return rows, summary
 
 
 def read_summary(run_dir: Path) -> dict:

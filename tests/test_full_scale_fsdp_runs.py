@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import launch_worker
+from tests.conftest import launch_worker, run_results
 
 # PPO semi-online with the self-judge: the sampler copy is refreshed once, the critic trains beside the policy.
 RUN = [
@@ -143,15 +142,6 @@ def judge_verdicts(distributed: str) -> list[str]:
     return [verdict for share in zip(*gathered, strict=True) for verdict in share]
 
 
-def results(run_dir: Path) -> tuple[list[dict], dict]:
-    """metrics.csv without its time columns, and summary.json without its wall time."""
-    with open(run_dir / "metrics.csv") as f:
-        rows = [{k: v for k, v in row.items() if not k.startswith("time/")} for row in csv.DictReader(f)]
-    summary = json.loads((run_dir / "summary.json").read_text())
-    summary.pop("wall_seconds")
-    return rows, summary
-
-
 def tensors(state, prefix: str = "") -> dict:
     """Every tensor of a checkpoint, by its path."""
     import torch
@@ -175,7 +165,7 @@ def compare(run: Path, single_run: Path, tolerance: float = TOLERANCE) -> tuple[
     critic's and frozen sampler's weights within `tolerance`. Returns the run's results and both checkpoints."""
     import torch
 
-    (rows, summary), (rows_single, summary_single) = results(run), results(single_run)
+    (rows, summary), (rows_single, summary_single) = run_results(run), run_results(single_run)
     assert float(rows[-1]["sampler/syncs"]) == 1.0 and float(rows[-1]["loss/value"]) > 0
     differences = [rows_difference(rows, rows_single)]
     assert {k: v for k, v in summary.items() if isinstance(v, str)} == {
@@ -240,7 +230,7 @@ def test_two_process_fsdp2_ppo_semi_online_self_judged_ends_with_the_one_process
     }
     rows, summary, checkpoints = compare(tmp_path / "fsdp" / "whole", single_run)
     # killed at its first evaluation, resumed from iteration 1: the uninterrupted run's numbers exactly
-    assert results(tmp_path / "fsdp" / "killed") == (rows, summary)
+    assert run_results(tmp_path / "fsdp" / "killed") == (rows, summary)
     resumed = torch.load(tmp_path / "fsdp" / "killed" / "checkpoint.pt", weights_only=True)
     for key in ("policy", "extra_modules", "sampler", "optimizer"):
         assert largest_difference(tensors(resumed[key]), tensors(checkpoints[0][key])) == 0.0, key

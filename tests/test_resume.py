@@ -9,7 +9,6 @@ the last checkpoint and before summary.json. One test kills a real process with 
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import random
@@ -27,6 +26,7 @@ from hydra.core.global_hydra import GlobalHydra
 from alignlab.errors import ConfigError, DataError
 from alignlab.runs import cli
 from alignlab.storage import rundir
+from tests.conftest import run_results
 
 TIER1 = ["train.iterations=63", "train.checkpoint_every=7", "train.progress=false", "plot=false"]
 TIER2 = [
@@ -66,15 +66,6 @@ def config(overrides: list[str]):
     GlobalHydra.instance().clear()
     with initialize_config_module("alignlab.conf", version_base="1.3"):
         return compose("config", overrides=overrides)
-
-
-def results(run_dir: Path) -> tuple[list[dict], dict]:
-    """metrics.csv without its time columns, and summary.json without its wall time."""
-    with open(run_dir / "metrics.csv") as f:
-        rows = [{k: v for k, v in row.items() if not k.startswith("time/")} for row in csv.DictReader(f)]
-    summary = json.loads((run_dir / "summary.json").read_text())
-    summary.pop("wall_seconds")
-    return rows, summary
 
 
 def kill_at(monkeypatch, target, name: str, call: int, before=None) -> None:
@@ -141,7 +132,7 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_numbers(tmp_path, mon
     monkeypatch.setenv("ALIGNLAB_CACHE", str(tmp_path / "cache"))
     overrides, checkpoints, evaluations = TIERS[tier]
     cli.run_experiment(config(overrides), tmp_path / "whole")
-    expected = results(tmp_path / "whole")
+    expected = run_results(tmp_path / "whole")
 
     rng = random.Random(f"{tier}-{moment}")
     with monkeypatch.context() as patch:
@@ -150,7 +141,7 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_numbers(tmp_path, mon
             cli.run_experiment(config(overrides), tmp_path / "killed")
     assert not (tmp_path / "killed" / "summary.json").exists()
     cli.run_experiment(config(overrides), tmp_path / "killed")
-    assert results(tmp_path / "killed") == expected
+    assert run_results(tmp_path / "killed") == expected
     assert not list((tmp_path / "killed").glob("*.tmp")) and not list((tmp_path / "killed").glob(".*.tmp"))
 
 
@@ -203,7 +194,7 @@ def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_
         proc.wait()
         done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
-        assert results(run_dir) == results(tmp_path / "whole")
+        assert run_results(run_dir) == run_results(tmp_path / "whole")
 
 
 # ---- issue 19: one writer per run directory; sources that change; recordings turned on mid-run ---------------
@@ -352,9 +343,9 @@ def test_sigkill_of_a_num_seeds_run_then_resume_matches_an_uninterrupted_run(tmp
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     for seed in range(3):
-        assert results(tmp_path / "killed" / f"seed={seed}") == results(tmp_path / "whole" / f"seed={seed}")
+        assert run_results(tmp_path / "killed" / f"seed={seed}") == run_results(tmp_path / "whole" / f"seed={seed}")
     aggregate = [json.loads((tmp_path / d / "summary.json").read_text()) for d in ("whole", "killed")]
-    for summary in aggregate:  # what results() drops: the one time in it
+    for summary in aggregate:  # what run_results() drops: the one time in it
         summary.pop("wall_seconds")
     assert aggregate[0] == aggregate[1]
 
