@@ -195,15 +195,19 @@ class FullScaleTask:
     def _wrap(self, model: nn.Module, adapter_only: bool = False) -> FullScalePolicy:
         return FullScalePolicy(model, adapter_only=adapter_only, **self.policy_kwargs)
 
+    def _full_copy(self) -> nn.Module:
+        """A new trainable copy of the base model (full fine-tuning)."""
+        return full_copy(self.base, self.mixed_precision, self.gradient_checkpointing)
+
     def _whole_policy(self) -> FullScalePolicy:
         """A new full fine-tune's policy outside any engine: ZeRO-3's copy (ShardedPolicy)."""
-        return self._wrap(full_copy(self.base, self.mixed_precision, self.gradient_checkpointing))
+        return self._wrap(self._full_copy())
 
     def _sharded_policy(self, model: nn.Module | None = None) -> ShardedPolicy:
         """A full fine-tune's policy sharded by FSDP2 (a new copy of the base unless `model` is given)."""
-        if model is None:
-            model = full_copy(self.base, self.mixed_precision, self.gradient_checkpointing)
-        policy = ShardedPolicy(shard(model), fresh=self._sharded_policy, **self.policy_kwargs)
+        policy = ShardedPolicy(
+            shard(model if model is not None else self._full_copy()), fresh=self._sharded_policy, **self.policy_kwargs
+        )
         policy.sharded, policy.stop_together = fsdp, all_done
         return policy
 
@@ -212,7 +216,7 @@ class FullScaleTask:
         """Full fine-tuning: a trainable copy of the base model. LoRA: adapters on the base model itself
         (fresh ones on each call), so the base is held once and doubles as the reference."""
         if self.lora is None:
-            model = full_copy(self.base, self.mixed_precision, self.gradient_checkpointing)
+            model = self._full_copy()
             if self.vllm:
                 if self._vllm is None:
                     self._vllm = VLLMEngine(self.base, self.tokenizer, self.dtype, self.device, self.max_context)
